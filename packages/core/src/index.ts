@@ -1,0 +1,29 @@
+export { aggregate, type DexarMaps, type GradientRows } from './aggregate.js';
+export { DexarError, type DexarErrorCode } from './errors.js';
+export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';
+export {
+  type Compat,
+  CompatSchema,
+  type DexarOptions,
+  type DexarOptionsInput,
+  DexarOptionsSchema,
+  layersUsed,
+  parseOptions,
+} from './options.js';
+export {
+  type ColormapName,
+  colormapNames,
+  colormapTable,
+  type HeatmapStyle,
+  overlayHeatmap,
+  type RgbaImage,
+  renderHeatmap,
+  upsampleBilinear,
+} from './render/heatmap.js';
+export {
+  type Explanation,
+  type ExplanationMeta,
+  ExplanationSchema,
+  toExplanation,
+} from './result.js';
+export { type FloatData, type Tensor, type TensorData, tensor } from './tensor.js';

@@ -1,0 +1,85 @@
+import { DexarError } from './errors.js';
+
+/** A half-open range `[start, end)` on the key axis. */
+export interface KeySpan {
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface Grid {
+  readonly height: number;
+  readonly width: number;
+}
+
+/**
+ * Where things sit on the key axis of each explained step. An adapter builds
+ * it; `core` never guesses a model family's layout.
+ */
+export interface TokenLayout {
+  /** Image keys `[i0, i1)`: `grid.height * grid.width` patches, row-major. */
+  readonly imageKeys: KeySpan;
+  readonly grid: Grid;
+  /** Keys visible at step n (`q_n + 1` for self-attention, the encoder length for cross-attention). `[T]` */
+  readonly keyCounts: readonly number[];
+  /** The text set `Text_n` of each step: key positions, all below `keyCounts[n]`. `[T][*]` */
+  readonly textKeys: readonly (readonly number[])[];
+}
+
+/**
+ * Text keys of a causal decoder at step n: every visible non-image key, less
+ * `exclude` (the authors' code leaves out the first key after the image for
+ * LLaVA: dexar-algorithm.md, quirk 2).
+ */
+export function causalTextKeys(
+  keyCounts: readonly number[],
+  imageKeys: KeySpan,
+  exclude: readonly number[] = [],
+): number[][] {
+  const skipped = new Set(exclude);
+  return keyCounts.map((count) => {
+    const keys: number[] = [];
+    for (let k = 0; k < count; k++) {
+      if ((k < imageKeys.start || k >= imageKeys.end) && !skipped.has(k)) keys.push(k);
+    }
+    return keys;
+  });
+}
+
+export function validateLayout(layout: TokenLayout, steps: number, keysAxis: number): void {
+  const { imageKeys, grid, keyCounts, textKeys } = layout;
+  const fail = (what: string) => {
+    throw new DexarError('invalid-input', `invalid token layout: ${what}`);
+  };
+  if (
+    !(
+      grid.height > 0 &&
+      grid.width > 0 &&
+      Number.isInteger(grid.height) &&
+      Number.isInteger(grid.width)
+    )
+  ) {
+    fail(`grid ${grid.height} x ${grid.width} must be positive integers`);
+  }
+  if (imageKeys.end - imageKeys.start !== grid.height * grid.width || imageKeys.start < 0) {
+    fail(
+      `image keys [${imageKeys.start}, ${imageKeys.end}) hold ${imageKeys.end - imageKeys.start} positions but the grid ${grid.height} x ${grid.width} needs ${grid.height * grid.width}`,
+    );
+  }
+  if (keyCounts.length !== steps || textKeys.length !== steps) {
+    fail(
+      `${steps} gradient steps but ${keyCounts.length} key counts and ${textKeys.length} text key sets`,
+    );
+  }
+  keyCounts.forEach((count, n) => {
+    if (count > keysAxis)
+      fail(`step ${n} sees ${count} keys but the gradient rows hold only ${keysAxis}`);
+    if (imageKeys.end > count)
+      fail(`step ${n} sees ${count} keys, fewer than the image keys end ${imageKeys.end}`);
+    for (const k of textKeys[n] ?? []) {
+      if (!(k >= 0 && k < count))
+        fail(`text key ${k} of step ${n} is outside its ${count} visible keys`);
+      if (k >= imageKeys.start && k < imageKeys.end)
+        fail(`text key ${k} of step ${n} is an image key`);
+    }
+  });
+}

@@ -1,3 +1,15 @@
+export {
+  adapterFor,
+  type ExplainRows,
+  type ExplainStrategy,
+  type FamilyModel,
+  type ModelAdapter,
+  type PreparedInput,
+  type ProgressCallback,
+  type ProgressEvent,
+  registerAdapter,
+  registeredFamilies,
+} from './adapter.js';
 export { aggregate, type DexarMaps, type GradientRows } from './aggregate.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';
@@ -26,4 +38,14 @@ export {
   ExplanationSchema,
   toExplanation,
 } from './result.js';
+export {
+  type Backend,
+  type DType,
+  type ModelFolder,
+  type ResizeFilter,
+  readJson,
+  readText,
+  type Session,
+  type TypedTensor,
+} from './runtime.js';
 export { type FloatData, type Tensor, type TensorData, tensor } from './tensor.js';

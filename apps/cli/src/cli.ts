@@ -1,0 +1,184 @@
+import { parseArgs } from 'node:util';
+import { DexarError } from '@dexar/core';
+import { builtin } from './builtin.js';
+import { loadImage, openExplainer } from './library.js';
+import { writeOutputs } from './outputs.js';
+import { stderrProgress } from './progress.js';
+
+const USAGE = `usage: dexar <command> [options]
+
+commands:
+  explain    explain the answer (or --target) for an image and prompt; with no options,
+             the built-in shapes model on its example image, offline
+  generate   print the model's greedy answer
+  prepare    build and cache the explain graph of a model ahead of time
+
+options:
+  --model DIR           model folder (transformers.js layout); default: the built-in shapes model
+  --variant NAME        graph variant by file-name suffix: fp32 (default), fp16, q4, q8, quantized
+  --image FILE          PNG, JPEG or WebP; default: the built-in example
+  --prompt TEXT         prompt holding the image placeholder; default: "USER: <image>\\nDescribe the image. ASSISTANT:"
+  --target TEXT         explain this text (teacher forcing) instead of the generated answer
+  --max-new-tokens N    generation limit (default 32)
+  --layer-index I       first layer used, negative from the end (default -10)
+  --top-k K             head score: mean of the top-k gradients (default 1)
+  --compat MODE         official (the authors' code, default) or paper (the published equations)
+  --strategy S          single (one pass, default) or stepwise (one run per token, for checking)
+  --raw                 add raw gradient and attention rows and head weights to result.json
+  --out DIR             output folder (default dexar-out)
+  --json                print the result JSON on stdout and nothing else there
+  --device D            cpu (default) or cuda
+  --threads N           ONNX Runtime intra-op threads
+  --quiet               no progress on stderr
+  --debug               show stack traces
+  -h, --help            this help`;
+
+const options = {
+  model: { type: 'string' },
+  variant: { type: 'string' },
+  image: { type: 'string' },
+  prompt: { type: 'string' },
+  target: { type: 'string' },
+  'max-new-tokens': { type: 'string' },
+  'layer-index': { type: 'string' },
+  'top-k': { type: 'string' },
+  compat: { type: 'string' },
+  strategy: { type: 'string' },
+  raw: { type: 'boolean' },
+  out: { type: 'string' },
+  json: { type: 'boolean' },
+  device: { type: 'string' },
+  threads: { type: 'string' },
+  quiet: { type: 'boolean' },
+  debug: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+class UsageError extends Error {}
+
+function integer(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^-?\d+$/.test(value))
+    throw new UsageError(`--${name} takes an integer, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function oneOf<T extends string>(
+  name: string,
+  value: string | undefined,
+  allowed: readonly T[],
+): T | undefined {
+  if (value === undefined) return undefined;
+  if (!allowed.includes(value as T))
+    throw new UsageError(
+      `--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`,
+    );
+  return value as T;
+}
+
+/** Runs the CLI; returns the exit code (0 ok, 1 runtime error, 2 usage error). */
+export async function main(argv: string[]): Promise<number> {
+  let debug = argv.includes('--debug');
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+    debug = values.debug ?? false;
+    const command = positionals[0];
+    if (values.help || command === undefined) {
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined && !values.help ? 2 : 0;
+    }
+    if (!['explain', 'generate', 'prepare'].includes(command) || positionals.length > 1) {
+      throw new UsageError(
+        `unknown command ${JSON.stringify(positionals.join(' '))}: use explain, generate or prepare`,
+      );
+    }
+    const executionProvider = oneOf('device', values.device, ['cpu', 'cuda'] as const);
+    const threads = integer('threads', values.threads);
+    const variant = oneOf('variant', values.variant, [
+      'fp32',
+      'fp16',
+      'q4',
+      'q8',
+      'quantized',
+      'int8',
+      'uint8',
+      'bnb4',
+      'q4f16',
+    ] as const);
+    const layerIndex = integer('layer-index', values['layer-index']);
+    const topK = integer('top-k', values['top-k']);
+    const maxNewTokens = integer('max-new-tokens', values['max-new-tokens']);
+    const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
+    const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
+    const onProgress = stderrProgress(!values.quiet);
+    const explainer = await openExplainer({
+      ...(values.model ? { model: values.model } : {}),
+      ...(variant ? { variant } : {}),
+      ...(executionProvider ? { executionProvider } : {}),
+      ...(threads ? { threads } : {}),
+      onProgress,
+    });
+    try {
+      if (command === 'prepare') {
+        const path = await explainer.prepare({
+          ...(layerIndex !== undefined ? { layerIndex } : {}),
+          ...(compat ? { compat } : {}),
+        });
+        process.stdout.write(`${path}\n`);
+        return 0;
+      }
+      const image = await loadImage(values.image ?? builtin.exampleImage);
+      const prompt = values.prompt ?? builtin.prompt;
+      if (command === 'generate') {
+        const answer = await explainer.generate(image, {
+          prompt,
+          ...(maxNewTokens ? { maxNewTokens } : {}),
+        });
+        process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : `${answer.text}\n`);
+        return 0;
+      }
+      const result = await explainer.explain(image, {
+        prompt,
+        ...(values.target !== undefined ? { target: values.target } : {}),
+        ...(maxNewTokens ? { maxNewTokens } : {}),
+        ...(layerIndex !== undefined ? { layerIndex } : {}),
+        ...(topK !== undefined ? { topK } : {}),
+        ...(compat ? { compat } : {}),
+        ...(strategy ? { strategy } : {}),
+        returnRaw: values.raw ?? false,
+      });
+      const out = values.out ?? 'dexar-out';
+      const written = await writeOutputs(out, result, image);
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+      } else {
+        const weights = result.tokens
+          .map((t, n) => `${t} (${result.tokenWeights[n].toFixed(3)})`)
+          .join(' ');
+        process.stdout.write(
+          `answer: ${weights}\nwrote ${written.files.length} files to ${out}: sentence.png, grid.png, tokens/, result.json, report.html\n`,
+        );
+      }
+      return 0;
+    } finally {
+      await explainer.release();
+    }
+  } catch (error) {
+    const usage =
+      error instanceof UsageError ||
+      (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
+      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ||
+      (error instanceof DexarError && error.isUsageError);
+    const message = (error as Error).message.split('\n')[0];
+    process.stderr.write(
+      `dexar: error: ${message}${usage && !(error instanceof DexarError) ? ' (see dexar --help)' : ''}\n`,
+    );
+    if (debug) process.stderr.write(`${(error as Error).stack}\n`);
+    return usage ? 2 : 1;
+  }
+}

@@ -1,0 +1,142 @@
+import {
+  type Backend,
+  DexarError,
+  type ProgressCallback,
+  type Session,
+  type TypedTensor,
+} from '@dexar/core';
+
+/** Shape of a decoder's KV cache: `past_key_values.{i}.key/value` are `[1, kvHeads, past, headDim]`. */
+export interface CacheShape {
+  readonly numLayers: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+/** Token embeddings of a sequence, row-major `[S, D]`. */
+export interface Embeddings {
+  readonly data: Float32Array;
+  readonly length: number;
+  readonly hidden: number;
+}
+
+export type Cache = Record<string, TypedTensor>;
+
+/** Number of decoder layers, read off the graph's `past_key_values.{i}.key` inputs. */
+export function layersOfDecoder(session: Session): number {
+  const count = session.inputNames.filter((name) =>
+    /^past_key_values\.\d+\.key$/.test(name),
+  ).length;
+  if (count === 0)
+    throw new DexarError(
+      'unsupported-graph',
+      'the decoder graph has no past_key_values.{i}.key inputs: use a decoder_model_merged.onnx exported with use_cache',
+    );
+  return count;
+}
+
+export function emptyCache(backend: Backend, shape: CacheShape): Cache {
+  const cache: Cache = {};
+  for (let i = 0; i < shape.numLayers; i++) {
+    for (const kind of ['key', 'value']) {
+      cache[`past_key_values.${i}.${kind}`] = backend.tensor('float32', new Float32Array(0), [
+        1,
+        shape.kvHeads,
+        0,
+        shape.headDim,
+      ]);
+    }
+  }
+  return cache;
+}
+
+/** The `present.*` outputs of a run as the `past_key_values.*` feeds of the next. */
+export function nextCache(outputs: Record<string, TypedTensor>): Cache {
+  const cache: Cache = {};
+  for (const [name, value] of Object.entries(outputs)) {
+    if (name.startsWith('present.')) cache[name.replace(/^present\./, 'past_key_values.')] = value;
+  }
+  return cache;
+}
+
+/** Feeds of one decoder call over `embeddings` after `pastLength` cached positions (batch 1, no padding). */
+export function decoderFeeds(
+  backend: Backend,
+  embeddings: Embeddings,
+  cache: Cache,
+  pastLength: number,
+): Record<string, TypedTensor> {
+  const S = embeddings.length;
+  const total = pastLength + S;
+  return {
+    inputs_embeds: backend.tensor('float32', embeddings.data, [1, S, embeddings.hidden]),
+    attention_mask: backend.tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
+    position_ids: backend.tensor(
+      'int64',
+      BigInt64Array.from({ length: S }, (_, i) => BigInt(pastLength + i)),
+      [1, S],
+    ),
+    ...cache,
+  };
+}
+
+export function concatEmbeddings(parts: readonly Embeddings[]): Embeddings {
+  const hidden = parts[0].hidden;
+  const length = parts.reduce((sum, p) => sum + p.length, 0);
+  const data = new Float32Array(length * hidden);
+  let offset = 0;
+  for (const part of parts) {
+    data.set(part.data.subarray(0, part.length * hidden), offset);
+    offset += part.length * hidden;
+  }
+  return { data, length, hidden };
+}
+
+export function sliceEmbeddings(e: Embeddings, start: number, end: number): Embeddings {
+  return {
+    data: e.data.slice(start * e.hidden, end * e.hidden),
+    length: end - start,
+    hidden: e.hidden,
+  };
+}
+
+/** Index of the largest logit of the last position. `logits` is `[1, S, V]`. */
+export function argmaxLast(logits: TypedTensor): number {
+  const [, S, V] = logits.dims as [number, number, number];
+  const data = logits.data as Float32Array;
+  let best = 0;
+  for (let v = 1; v < V; v++) if (data[(S - 1) * V + v] > data[(S - 1) * V + best]) best = v;
+  return best;
+}
+
+/**
+ * Greedy decoding with the KV cache: one call over the prefix, then one per
+ * new token. Stops at an EOS id (not returned) or after `maxNewTokens`.
+ */
+export async function greedyDecode(options: {
+  backend: Backend;
+  decoder: Session;
+  embed: (ids: readonly number[]) => Promise<Embeddings>;
+  prefix: Embeddings;
+  shape: CacheShape;
+  eos: readonly number[];
+  maxNewTokens: number;
+  onProgress?: ProgressCallback;
+}): Promise<number[]> {
+  const { backend, decoder, shape, eos, maxNewTokens, onProgress } = options;
+  const generated: number[] = [];
+  let cache = emptyCache(backend, shape);
+  let input = options.prefix;
+  let pastLength = 0;
+  while (generated.length < maxNewTokens) {
+    const outputs = await decoder.run(decoderFeeds(backend, input, cache, pastLength));
+    const next = argmaxLast(outputs.logits);
+    if (eos.includes(next)) break;
+    generated.push(next);
+    onProgress?.({ stage: 'generate', done: generated.length, total: maxNewTokens });
+    pastLength += input.length;
+    cache = nextCache(outputs);
+    input = await options.embed([next]);
+  }
+  return generated;
+}

@@ -1,0 +1,52 @@
+import type { Backend, RgbaImage } from '@dexar/core';
+import type { ClipPreprocessor } from './config.js';
+
+/**
+ * CLIP preprocessing as transformers' `CLIPImageProcessor` does it: resize the
+ * shortest edge (bicubic), centre-crop, rescale to [0, 1], normalise.
+ * Returns `pixel_values` `[1, 3, H, W]`.
+ */
+export async function clipPixelValues(
+  image: RgbaImage,
+  pp: ClipPreprocessor,
+  backend: Backend,
+): Promise<{ data: Float32Array; dims: [1, 3, number, number] }> {
+  let resized = image;
+  if (pp.do_resize) {
+    const edge = typeof pp.size === 'number' ? pp.size : pp.size.shortest_edge;
+    const short = Math.min(image.width, image.height);
+    const long = Math.max(image.width, image.height);
+    const other = Math.floor((edge * long) / short);
+    const [width, height] = image.width <= image.height ? [edge, other] : [other, edge];
+    resized = await backend.resizeImage(
+      image,
+      width,
+      height,
+      pp.resample === 2 ? 'bilinear' : 'bicubic',
+    );
+  }
+  const crop =
+    typeof pp.crop_size === 'number' ? { height: pp.crop_size, width: pp.crop_size } : pp.crop_size;
+  const [height, width] = pp.do_center_crop
+    ? [crop.height, crop.width]
+    : [resized.height, resized.width];
+  const top = Math.floor((resized.height - height) / 2);
+  const left = Math.floor((resized.width - width) / 2);
+  const data = new Float32Array(3 * height * width);
+  const scale = pp.do_rescale ? pp.rescale_factor : 1;
+  for (let c = 0; c < 3; c++) {
+    const mean = pp.do_normalize ? pp.image_mean[c] : 0;
+    const std = pp.do_normalize ? pp.image_std[c] : 1;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const sy = y + top;
+        const sx = x + left;
+        // Crops larger than the image pad with zeros, as transformers does.
+        const inside = sy >= 0 && sy < resized.height && sx >= 0 && sx < resized.width;
+        const value = inside ? resized.data[(sy * resized.width + sx) * 4 + c] : 0;
+        data[(c * height + y) * width + x] = (value * scale - mean) / std;
+      }
+    }
+  }
+  return { data, dims: [1, 3, height, width] };
+}

@@ -1,0 +1,59 @@
+import type { RgbaImage } from './render/heatmap.js';
+import type { Tensor } from './tensor.js';
+
+/**
+ * The contract between adapters and runtimes (onnxruntime-common's split):
+ * an adapter drives sessions through a `Backend`; `runtime-node` and
+ * `runtime-web` implement it; nothing else changes between Node and the browser.
+ */
+export type DType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
+
+/** A tensor with its element type, as sessions take and return it (an `ort.Tensor` is one). */
+export interface TypedTensor extends Tensor {
+  readonly type: string;
+}
+
+export interface Session {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Readonly<Record<string, TypedTensor>>): Promise<Record<string, TypedTensor>>;
+  release(): Promise<void>;
+}
+
+/** A model folder in the transformers.js layout, wherever it lives: a directory, picked files, URLs. */
+export interface ModelFolder {
+  /** Where it is, for messages. */
+  readonly location: string;
+  exists(path: string): Promise<boolean>;
+  readBytes(path: string): Promise<Uint8Array>;
+  /** Stores a derived file (a cached explain graph) atomically: readers see all of it or nothing. */
+  writeBytes(path: string, bytes: Uint8Array): Promise<void>;
+}
+
+export type ResizeFilter = 'bicubic' | 'bilinear';
+
+export interface Backend {
+  readonly name: string;
+  /** Opens the ONNX file at `path` in the folder; its external data resolves beside it. */
+  createSession(folder: ModelFolder, path: string): Promise<Session>;
+  tensor(type: 'float32', data: Float32Array, dims: readonly number[]): TypedTensor;
+  tensor(type: 'int64', data: BigInt64Array, dims: readonly number[]): TypedTensor;
+  tensor(type: 'bool', data: Uint8Array, dims: readonly number[]): TypedTensor;
+  /** Decodes PNG, JPEG or WebP bytes to RGBA with EXIF orientation applied. */
+  decodeImage(bytes: Uint8Array): Promise<RgbaImage>;
+  /** Resizes RGBA with PIL's filter semantics (antialiased when shrinking). */
+  resizeImage(
+    image: RgbaImage,
+    width: number,
+    height: number,
+    filter: ResizeFilter,
+  ): Promise<RgbaImage>;
+}
+
+export async function readText(folder: ModelFolder, path: string): Promise<string> {
+  return new TextDecoder().decode(await folder.readBytes(path));
+}
+
+export async function readJson(folder: ModelFolder, path: string): Promise<unknown> {
+  return JSON.parse(await readText(folder, path));
+}

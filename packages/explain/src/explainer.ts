@@ -1,0 +1,211 @@
+import {
+  adapterFor,
+  aggregate,
+  type Backend,
+  DexarError,
+  type Explanation,
+  type FamilyModel,
+  layersUsed,
+  type ModelFolder,
+  type ProgressCallback,
+  parseOptions,
+  type RgbaImage,
+  readJson,
+  type Session,
+  toExplanation,
+} from '@dexar/core';
+import { buildExplainGraph, explainGraphKey, readModel, writeModel } from '@dexar/onnx-graph';
+import type { z } from 'zod';
+import {
+  type ExplainRequest,
+  ExplainRequestSchema,
+  type GenerateRequest,
+  GenerateRequestSchema,
+} from './request.js';
+
+export interface OpenOptions {
+  backend: Backend;
+  folder: ModelFolder;
+  onProgress?: ProgressCallback;
+}
+
+export interface Generation {
+  text: string;
+  tokenIds: number[];
+  tokens: string[];
+}
+
+/**
+ * A model opened for explanation: its family's sessions, and the explain
+ * graphs built so far (one per layer range and compat), reused across calls.
+ */
+export class Explainer {
+  private readonly explainSessions = new Map<string, Session>();
+
+  private constructor(
+    readonly backend: Backend,
+    readonly folder: ModelFolder,
+    readonly model: FamilyModel,
+    private readonly onProgress?: ProgressCallback,
+  ) {}
+
+  static async open({ backend, folder, onProgress }: OpenOptions): Promise<Explainer> {
+    onProgress?.({ stage: 'load', detail: `opening ${folder.location}` });
+    const config = await readJson(folder, 'config.json');
+    const model = await adapterFor(config, folder.location).load(folder, backend, config);
+    onProgress?.({ stage: 'load', detail: `${model.family}, ${model.numLayers} layers` });
+    return new Explainer(backend, folder, model, onProgress);
+  }
+
+  async generate(image: RgbaImage, request: GenerateRequest): Promise<Generation> {
+    const { prompt, maxNewTokens } = parse(GenerateRequestSchema, request);
+    this.onProgress?.({ stage: 'prepare' });
+    const input = await this.model.prepare(image, prompt);
+    const tokenIds = await this.model.generate(input, maxNewTokens, this.onProgress);
+    return {
+      text: this.model.decode(tokenIds),
+      tokenIds,
+      tokens: this.model.tokenStrings(tokenIds),
+    };
+  }
+
+  /**
+   * DEX-AR for one image and prompt: the given target by teacher forcing, or
+   * the model's greedy answer, explained in one run of the explain graph.
+   */
+  async explain(image: RgbaImage, request: ExplainRequest): Promise<Explanation> {
+    const r = parse(ExplainRequestSchema, request);
+    const options = parseOptions({ layerIndex: r.layerIndex, topK: r.topK, compat: r.compat });
+    const layers = layersUsed(options.layerIndex, this.model.numLayers);
+    this.onProgress?.({ stage: 'prepare' });
+    const input = await this.model.prepare(image, r.prompt);
+    const targetIds = await this.targetOf(input, r);
+    const session = await this.explainSession(layers, options.compat);
+    const rows = await this.model.explain(input, targetIds, session, {
+      compat: options.compat,
+      strategy: r.strategy,
+      ...(this.onProgress ? { onProgress: this.onProgress } : {}),
+    });
+    this.onProgress?.({ stage: 'aggregate' });
+    const gradients = { rows: rows.gradientRows as never, layers, numLayers: this.model.numLayers };
+    const maps = aggregate(gradients, rows.layout, options);
+    return toExplanation(maps, {
+      tokens: this.model.tokenStrings(targetIds),
+      tokenIds: targetIds,
+      model: { family: this.model.family, path: this.folder.location },
+      prompt: r.prompt,
+      image: input.image,
+      includeHeadWeights: r.returnRaw,
+      ...(r.returnRaw
+        ? {
+            raw: {
+              layers,
+              layout: rows.layout,
+              gradientRows: rows.gradientRows as never,
+              attentionRows: rows.attentionRows as never,
+            },
+          }
+        : {}),
+    });
+  }
+
+  /** Builds (or finds in the cache) the explain graph for a layer index and compat mode; returns its path. */
+  async prepare(
+    request: { layerIndex?: number; compat?: 'official' | 'paper' } = {},
+  ): Promise<string> {
+    const options = parseOptions(request);
+    const layers = layersUsed(options.layerIndex, this.model.numLayers);
+    await this.explainSession(layers, options.compat);
+    return this.explainGraphPath(await this.cacheKey(layers, options.compat));
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([...this.explainSessions.values()].map((s) => s.release()));
+    this.explainSessions.clear();
+    await this.model.release();
+  }
+
+  private async targetOf(
+    input: Parameters<FamilyModel['generate']>[0],
+    r: z.output<typeof ExplainRequestSchema>,
+  ) {
+    if (r.targetIds !== undefined || r.target !== undefined) {
+      const ids = r.targetIds ?? this.model.tokenizeTarget(r.target ?? '');
+      if (ids.length === 0) {
+        throw new DexarError(
+          'empty-target',
+          'the target is empty: give the text to explain, or leave it out to explain the generated answer',
+        );
+      }
+      return ids;
+    }
+    const ids = await this.model.generate(input, r.maxNewTokens, this.onProgress);
+    if (ids.length === 0) {
+      throw new DexarError(
+        'empty-target',
+        'the model answered with end-of-sequence at once, so there is nothing to explain: give a --target',
+      );
+    }
+    return ids;
+  }
+
+  private decoderBytes?: Promise<Uint8Array>;
+
+  private async cacheKey(layers: number[], compat: 'official' | 'paper'): Promise<string> {
+    this.decoderBytes ??= this.folder.readBytes(this.model.decoder.path);
+    return explainGraphKey(await this.decoderBytes, {
+      layers,
+      compat,
+      attention: this.model.decoder.attention,
+    });
+  }
+
+  private explainGraphPath(key: string): string {
+    return this.model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
+  }
+
+  /**
+   * The explain graph's session: cached beside the decoder (so external
+   * weights resolve), keyed by the decoder's hash and the options; a missing,
+   * stale or unreadable cache file is rebuilt.
+   */
+  private async explainSession(layers: number[], compat: 'official' | 'paper'): Promise<Session> {
+    const key = await this.cacheKey(layers, compat);
+    const known = this.explainSessions.get(key);
+    if (known) return known;
+    const path = this.explainGraphPath(key);
+    let session: Session | undefined;
+    if (await this.folder.exists(path)) {
+      this.onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
+      session = await this.backend.createSession(this.folder, path).catch(() => undefined);
+    }
+    if (!session) {
+      this.onProgress?.({
+        stage: 'load',
+        detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat})`,
+      });
+      const source = readModel(await this.folder.readBytes(this.model.decoder.path));
+      const explainGraph = buildExplainGraph(source, {
+        layers,
+        compat,
+        attention: this.model.decoder.attention,
+      });
+      await this.folder.writeBytes(path, writeModel(explainGraph.model));
+      session = await this.backend.createSession(this.folder, path);
+    }
+    this.explainSessions.set(key, session);
+    return session;
+  }
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new DexarError(
+      'invalid-options',
+      `invalid request: ${issue?.path.join('.') || 'value'}: ${issue?.message}`,
+    );
+  }
+  return parsed.data;
+}

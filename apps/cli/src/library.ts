@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { llavaAdapter } from '@dexar/adapter-llava';
+import { paligemmaAdapter } from '@dexar/adapter-paligemma';
 import { DexarError, type Explanation, type ProgressCallback, type RgbaImage } from '@dexar/core';
 import {
   Explainer,
@@ -17,7 +18,7 @@ import {
 import { builtin } from './builtin.js';
 
 /** Adapters the CLI and library load; importing a package registers it. */
-export const adapters = [llavaAdapter];
+export const adapters = [llavaAdapter, paligemmaAdapter];
 
 export interface NodeOptions extends NodeBackendOptions {
   /** Model folder (transformers.js layout); the built-in shapes model when left out. */

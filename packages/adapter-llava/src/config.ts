@@ -1,4 +1,3 @@
-import { DexarError } from '@dexar/core';
 import { z } from 'zod';
 
 /**
@@ -56,27 +55,3 @@ export const ClipPreprocessorSchema = z.object({
   image_std: z.array(z.number()).length(3).default([0.26862954, 0.26130258, 0.27577711]),
 });
 export type ClipPreprocessor = z.infer<typeof ClipPreprocessorSchema>;
-
-export function parseWith<S extends z.ZodType>(
-  schema: S,
-  value: unknown,
-  file: string,
-  hint: string,
-): z.infer<S> {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new DexarError(
-      'unsupported-model',
-      `${file}: ${issue?.path.join('.') || 'value'} ${issue?.message ?? 'is invalid'} (${hint})`,
-    );
-  }
-  return parsed.data;
-}
-
-export const eosIds = (config: LlavaConfig, generation: unknown): number[] => {
-  const fromGeneration = (generation as { eos_token_id?: number | number[] } | undefined)
-    ?.eos_token_id;
-  const ids = fromGeneration ?? config.text_config.eos_token_id ?? config.eos_token_id ?? 2;
-  return Array.isArray(ids) ? ids : [ids];
-};

@@ -1,3 +1,4 @@
+import { pixelValues } from '@dexar/adapter-kit';
 import type { Backend, RgbaImage } from '@dexar/core';
 import type { ClipPreprocessor } from './config.js';
 
@@ -32,21 +33,13 @@ export async function clipPixelValues(
     : [resized.height, resized.width];
   const top = Math.floor((resized.height - height) / 2);
   const left = Math.floor((resized.width - width) / 2);
-  const data = new Float32Array(3 * height * width);
-  const scale = pp.do_rescale ? pp.rescale_factor : 1;
-  for (let c = 0; c < 3; c++) {
-    const mean = pp.do_normalize ? pp.image_mean[c] : 0;
-    const std = pp.do_normalize ? pp.image_std[c] : 1;
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        const sy = y + top;
-        const sx = x + left;
-        // Crops larger than the image pad with zeros, as transformers does.
-        const inside = sy >= 0 && sy < resized.height && sx >= 0 && sx < resized.width;
-        const value = inside ? resized.data[(sy * resized.width + sx) * 4 + c] : 0;
-        data[(c * height + y) * width + x] = (value * scale - mean) / std;
-      }
-    }
-  }
-  return { data, dims: [1, 3, height, width] };
+  return pixelValues(
+    resized,
+    { top, left, height, width },
+    {
+      scale: pp.do_rescale ? pp.rescale_factor : 1,
+      mean: pp.do_normalize ? pp.image_mean : [0, 0, 0],
+      std: pp.do_normalize ? pp.image_std : [1, 1, 1],
+    },
+  );
 }

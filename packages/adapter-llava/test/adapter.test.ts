@@ -2,9 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { adapterFor, type FamilyModel, readJson } from '@dexar/core';
 import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
 import { ClipPreprocessorSchema } from '../src/config.js';
 import { clipPixelValues, llavaAdapter } from '../src/index.js';
-import { modelDir, referenceCases } from './fixtures.js';
 
 const backend = nodeBackend({ threads: 1 });
 

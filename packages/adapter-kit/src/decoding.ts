@@ -59,21 +59,27 @@ export function nextCache(outputs: Record<string, TypedTensor>): Cache {
   return cache;
 }
 
-/** Feeds of one decoder call over `embeddings` after `pastLength` cached positions (batch 1, no padding). */
+/**
+ * Feeds of one decoder call over `embeddings` after `pastLength` cached
+ * positions (batch 1, no padding). `firstPosition` is the position id of the
+ * first token: 0 in transformers' Llama, 1 in PaliGemma.
+ */
 export function decoderFeeds(
   backend: Backend,
   embeddings: Embeddings,
   cache: Cache,
   pastLength: number,
+  firstPosition = 0,
 ): Record<string, TypedTensor> {
   const S = embeddings.length;
   const total = pastLength + S;
+  const start = firstPosition + pastLength;
   return {
     inputs_embeds: backend.tensor('float32', embeddings.data, [1, S, embeddings.hidden]),
     attention_mask: backend.tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
     position_ids: backend.tensor(
       'int64',
-      BigInt64Array.from({ length: S }, (_, i) => BigInt(pastLength + i)),
+      BigInt64Array.from({ length: S }, (_, i) => BigInt(start + i)),
       [1, S],
     ),
     ...cache,
@@ -121,15 +127,18 @@ export async function greedyDecode(options: {
   shape: CacheShape;
   eos: readonly number[];
   maxNewTokens: number;
+  firstPosition?: number;
   onProgress?: ProgressCallback;
 }): Promise<number[]> {
-  const { backend, decoder, shape, eos, maxNewTokens, onProgress } = options;
+  const { backend, decoder, shape, eos, maxNewTokens, onProgress, firstPosition = 0 } = options;
   const generated: number[] = [];
   let cache = emptyCache(backend, shape);
   let input = options.prefix;
   let pastLength = 0;
   while (generated.length < maxNewTokens) {
-    const outputs = await decoder.run(decoderFeeds(backend, input, cache, pastLength));
+    const outputs = await decoder.run(
+      decoderFeeds(backend, input, cache, pastLength, firstPosition),
+    );
     const next = argmaxLast(outputs.logits);
     if (eos.includes(next)) break;
     generated.push(next);

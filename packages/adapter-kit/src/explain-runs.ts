@@ -1,0 +1,141 @@
+import type { Backend, ExplainStrategy, ProgressCallback, Session, TypedTensor } from '@dexar/core';
+import {
+  type CacheShape,
+  concatEmbeddings,
+  decoderFeeds,
+  type Embeddings,
+  emptyCache,
+  nextCache,
+  sliceEmbeddings,
+} from './decoding.js';
+
+/** The explain graph's outputs for T steps: `[T, layers, heads, keys]` rows and `[T, layers]` logit lenses. */
+export interface ExplainOutputs {
+  gradientRows: TypedTensor;
+  attentionRows: TypedTensor;
+  logitLens: TypedTensor;
+}
+
+export interface DecoderOnlyExplain {
+  backend: Backend;
+  /** The augmented decoder (onnx-graph's explain graph). */
+  session: Session;
+  shape: CacheShape;
+  /** Prompt embeddings, image features merged. `[P, D]` */
+  prompt: Embeddings;
+  /** Embeddings of the answer fed as context: `y_0 .. y_{T-2}` (more are ignored). */
+  answer: Embeddings;
+  targetIds: readonly number[];
+  strategy: ExplainStrategy;
+  /**
+   * Prefix-LM families whose export has no `token_type_ids` (PaliGemma): a
+   * call with an empty past is bidirectional, so the prompt runs alone and the
+   * answer follows with its past (dexar-algorithm.md, teacher-forcing context).
+   */
+  prefixCall: boolean;
+  firstPosition?: number;
+  onProgress?: ProgressCallback;
+}
+
+/**
+ * Teacher-forced explain runs of a decoder-only model. Step n predicts y_n
+ * from query q_n = P + n - 1. `single` asks for every query row in one pass
+ * (two for a prefix LM); `stepwise` replays the authors' loop, one run per
+ * token over prompt + y_<n, and must give the same rows.
+ */
+export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<ExplainOutputs> {
+  const P = o.prompt.length;
+  const T = o.targetIds.length;
+  const firstPosition = o.firstPosition ?? 0;
+  const empty = emptyCache(o.backend, o.shape);
+  /** One explain call over `input` after `pastLength` cached keys, for the given steps' query rows. */
+  const call = (
+    input: Embeddings,
+    cache: typeof empty,
+    pastLength: number,
+    steps: readonly number[],
+  ) => {
+    const feeds = decoderFeeds(o.backend, input, cache, pastLength, firstPosition);
+    feeds.dexar_target_ids = o.backend.tensor(
+      'int64',
+      BigInt64Array.from(steps, (n) => BigInt(o.targetIds[n])),
+      [steps.length],
+    );
+    feeds.dexar_query_positions = o.backend.tensor(
+      'int64',
+      BigInt64Array.from(steps, (n) => BigInt(P + n - 1 - pastLength)),
+      [steps.length],
+    );
+    return o.session.run(feeds);
+  };
+  const full = concatEmbeddings([o.prompt, o.answer]);
+  const sequence = (n: number) => sliceEmbeddings(full, 0, P + n);
+  const parts: Record<string, TypedTensor>[] = [];
+  const report = (done: number, total: number) => o.onProgress?.({ stage: 'explain', done, total });
+
+  if (o.strategy === 'single' && !o.prefixCall) {
+    report(0, 1);
+    parts.push(await call(sequence(T - 1), empty, 0, range(0, T)));
+    report(1, 1);
+  } else if (o.strategy === 'single') {
+    report(0, 2);
+    const prefix = await call(o.prompt, empty, 0, [0]);
+    parts.push(prefix);
+    report(1, 2);
+    if (T > 1)
+      parts.push(
+        await call(sliceEmbeddings(o.answer, 0, T - 1), nextCache(prefix), P, range(1, T)),
+      );
+    report(2, 2);
+  } else {
+    for (let n = 0; n < T; n++) {
+      if (!o.prefixCall) {
+        parts.push(await call(sequence(n), empty, 0, [n]));
+      } else {
+        const prefix = await call(o.prompt, empty, 0, [0]);
+        parts.push(
+          n === 0 ? prefix : await call(sliceEmbeddings(o.answer, 0, n), nextCache(prefix), P, [n]),
+        );
+      }
+      report(n + 1, T);
+    }
+  }
+  return stackRows(o.backend, parts, P + T - 1);
+}
+
+const range = (start: number, end: number) =>
+  Array.from({ length: end - start }, (_, i) => start + i);
+
+/** Stacks explain outputs `[t, L, H, K_i]` along steps into `[T, L, H, keys]`, zero-padding keys a step did not see. */
+export function stackRows(
+  backend: Backend,
+  parts: readonly Record<string, TypedTensor>[],
+  keys: number,
+): ExplainOutputs {
+  const stack = (name: string) => {
+    const [, L, H] = parts[0][name].dims as [number, number, number, number];
+    const T = parts.reduce((sum, p) => sum + p[name].dims[0], 0);
+    const out = new Float32Array(T * L * H * keys);
+    let row = 0;
+    for (const part of parts) {
+      const K = part[name].dims[3];
+      const data = part[name].data as Float32Array;
+      for (let r = 0; r < data.length / K; r++, row++)
+        out.set(data.subarray(r * K, (r + 1) * K), row * keys);
+    }
+    return backend.tensor('float32', out, [T, L, H, keys]);
+  };
+  const lens = parts.map((p) => p.dexar_logit_lens);
+  const L = lens[0].dims[1];
+  const lensData = new Float32Array(lens.reduce((sum, t) => sum + t.dims[0], 0) * L);
+  let offset = 0;
+  for (const t of lens) {
+    lensData.set(t.data as Float32Array, offset);
+    offset += t.data.length;
+  }
+  return {
+    gradientRows: stack('dexar_gradient_rows'),
+    attentionRows: stack('dexar_attention_rows'),
+    logitLens: backend.tensor('float32', lensData, [lensData.length / L, L]),
+  };
+}

@@ -1,0 +1,29 @@
+export { eosTokenIds, parseConfig } from './config.js';
+export {
+  DECODER_PATH,
+  DecoderOnlyModel,
+  type DecoderOnlySessions,
+  type DecoderOnlySettings,
+  type MergedPrompt,
+  openDecoderOnlySessions,
+} from './decoder-only.js';
+export {
+  argmaxLast,
+  type Cache,
+  type CacheShape,
+  concatEmbeddings,
+  decoderFeeds,
+  type Embeddings,
+  emptyCache,
+  greedyDecode,
+  layersOfDecoder,
+  nextCache,
+  sliceEmbeddings,
+} from './decoding.js';
+export {
+  type DecoderOnlyExplain,
+  type ExplainOutputs,
+  explainDecoderOnly,
+  stackRows,
+} from './explain-runs.js';
+export { type Normalisation, pixelValues } from './image.js';

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { florence2Adapter } from '@dexar/adapter-florence2';
 import { llavaAdapter } from '@dexar/adapter-llava';
 import { paligemmaAdapter } from '@dexar/adapter-paligemma';
 import { DexarError, type Explanation, type ProgressCallback, type RgbaImage } from '@dexar/core';
@@ -18,7 +19,7 @@ import {
 import { builtin } from './builtin.js';
 
 /** Adapters the CLI and library load; importing a package registers it. */
-export const adapters = [llavaAdapter, paligemmaAdapter];
+export const adapters = [llavaAdapter, paligemmaAdapter, florence2Adapter];
 
 export interface NodeOptions extends NodeBackendOptions {
   /** Model folder (transformers.js layout); the built-in shapes model when left out. */

@@ -15,7 +15,15 @@ import {
   type Session,
 } from '@dexar/core';
 import type { Tokenizer } from '@huggingface/tokenizers';
-import { type CacheShape, type Embeddings, greedyDecode, layersOfDecoder } from './decoding.js';
+import {
+  type CacheShape,
+  decoderFeeds,
+  type Embeddings,
+  embedTokens,
+  emptyCache,
+  greedyDecode,
+  layersOfDecoder,
+} from './decoding.js';
 import { explainDecoderOnly } from './explain-runs.js';
 
 export const DECODER_PATH = 'onnx/decoder_model_merged.onnx';
@@ -102,15 +110,21 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     maxNewTokens: number,
     onProgress?: ProgressCallback,
   ): Promise<number[]> {
+    const empty = emptyCache(this.backend, this.cacheShape);
     return greedyDecode({
-      backend: this.backend,
       decoder: this.sessions.decoder,
       embed: (ids) => this.embed(ids),
       prefix: (input as MergedPrompt).embeddings,
-      shape: this.cacheShape,
+      feeds: (embeddings, cache, pastLength) =>
+        decoderFeeds(
+          this.backend,
+          embeddings,
+          cache ?? empty,
+          pastLength,
+          this.settings.firstPosition,
+        ),
       eos: this.settings.eos,
       maxNewTokens,
-      firstPosition: this.settings.firstPosition,
       ...(onProgress ? { onProgress } : {}),
     });
   }
@@ -187,10 +201,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     };
   }
 
-  protected async embed(ids: readonly number[]): Promise<Embeddings> {
-    const { inputs_embeds: out } = await this.sessions.embed.run({
-      input_ids: this.backend.tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
-    });
-    return { data: (out.data as Float32Array).slice(), length: ids.length, hidden: out.dims[2] };
+  protected embed(ids: readonly number[]): Promise<Embeddings> {
+    return embedTokens(this.backend, this.sessions.embed, ids);
   }
 }

@@ -25,7 +25,7 @@ export type Cache = Record<string, TypedTensor>;
 /** Number of decoder layers, read off the graph's `past_key_values.{i}.key` inputs. */
 export function layersOfDecoder(session: Session): number {
   const count = session.inputNames.filter((name) =>
-    /^past_key_values\.\d+\.key$/.test(name),
+    /^past_key_values\.\d+\.(decoder\.)?key$/.test(name),
   ).length;
   if (count === 0)
     throw new DexarError(
@@ -120,25 +120,26 @@ export function argmaxLast(logits: TypedTensor): number {
  * new token. Stops at an EOS id (not returned) or after `maxNewTokens`.
  */
 export async function greedyDecode(options: {
-  backend: Backend;
   decoder: Session;
   embed: (ids: readonly number[]) => Promise<Embeddings>;
   prefix: Embeddings;
-  shape: CacheShape;
+  /** The feeds of one call over `input` after `pastLength` cached positions; an empty `cache` on the first. */
+  feeds: (
+    input: Embeddings,
+    cache: Cache | undefined,
+    pastLength: number,
+  ) => Record<string, TypedTensor>;
   eos: readonly number[];
   maxNewTokens: number;
-  firstPosition?: number;
   onProgress?: ProgressCallback;
 }): Promise<number[]> {
-  const { backend, decoder, shape, eos, maxNewTokens, onProgress, firstPosition = 0 } = options;
+  const { decoder, eos, maxNewTokens, onProgress } = options;
   const generated: number[] = [];
-  let cache = emptyCache(backend, shape);
+  let cache: Cache | undefined;
   let input = options.prefix;
   let pastLength = 0;
   while (generated.length < maxNewTokens) {
-    const outputs = await decoder.run(
-      decoderFeeds(backend, input, cache, pastLength, firstPosition),
-    );
+    const outputs = await decoder.run(options.feeds(input, cache, pastLength));
     const next = argmaxLast(outputs.logits);
     if (eos.includes(next)) break;
     generated.push(next);
@@ -148,4 +149,16 @@ export async function greedyDecode(options: {
     input = await options.embed([next]);
   }
   return generated;
+}
+
+/** Runs an `embed_tokens` graph: ids to `inputs_embeds` rows. */
+export async function embedTokens(
+  backend: Backend,
+  embed: Session,
+  ids: readonly number[],
+): Promise<Embeddings> {
+  const { inputs_embeds: out } = await embed.run({
+    input_ids: backend.tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
+  });
+  return { data: (out.data as Float32Array).slice(), length: ids.length, hidden: out.dims[2] };
 }

@@ -14,6 +14,7 @@ export {
   concatEmbeddings,
   decoderFeeds,
   type Embeddings,
+  embedTokens,
   emptyCache,
   greedyDecode,
   layersOfDecoder,

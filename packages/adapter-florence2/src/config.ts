@@ -1,0 +1,72 @@
+import { z } from 'zod';
+
+const tokenIds = z.union([z.number().int(), z.array(z.number().int())]);
+
+/** The parts of a HuggingFace `Florence2Config` the adapter uses, with Florence-2-base defaults. */
+export const Florence2ConfigSchema = z.object({
+  model_type: z.literal('florence2'),
+  text_config: z
+    .object({
+      d_model: z.number().int().positive().default(768),
+      decoder_attention_heads: z.number().int().positive().default(12),
+      decoder_start_token_id: z.number().int().default(2),
+      forced_bos_token_id: z.number().int().default(0),
+      eos_token_id: tokenIds.optional(),
+    })
+    .default({
+      d_model: 768,
+      decoder_attention_heads: 12,
+      decoder_start_token_id: 2,
+      forced_bos_token_id: 0,
+    }),
+  vision_config: z
+    .object({
+      /** The order of the image features: a pooled token per `spatial_avg_pool`, the patch grid per `temporal_avg_pool`. */
+      image_feature_source: z
+        .array(z.enum(['spatial_avg_pool', 'temporal_avg_pool']))
+        .default(['spatial_avg_pool', 'temporal_avg_pool']),
+    })
+    .default({ image_feature_source: ['spatial_avg_pool', 'temporal_avg_pool'] }),
+  eos_token_id: tokenIds.optional(),
+});
+export type Florence2Config = z.infer<typeof Florence2ConfigSchema>;
+
+/**
+ * The Florence-2 processor's task prompts (its processing code holds them;
+ * a `preprocessor_config.json` may override them).
+ */
+const taskPrompts = {
+  '<CAPTION>': 'What does the image describe?',
+  '<DETAILED_CAPTION>': 'Describe in detail what is shown in the image.',
+  '<MORE_DETAILED_CAPTION>': 'Describe with a paragraph what is shown in the image.',
+  '<OD>': 'Locate the objects with category name in the image.',
+  '<DENSE_REGION_CAPTION>': 'Locate the objects in the image, with their descriptions.',
+  '<REGION_PROPOSAL>': 'Locate the region proposals in the image.',
+  '<OCR>': 'What is the text in the image?',
+  '<OCR_WITH_REGION>': 'What is the text in the image, with regions?',
+};
+const taskPromptsWithInput = {
+  '<CAPTION_TO_PHRASE_GROUNDING>': 'Locate the phrases in the caption: {input}',
+  '<REFERRING_EXPRESSION_SEGMENTATION>': 'Locate {input} in the image with mask',
+  '<REGION_TO_SEGMENTATION>': 'What is the polygon mask of region {input}',
+  '<OPEN_VOCABULARY_DETECTION>': 'Locate {input} in the image.',
+  '<REGION_TO_CATEGORY>': 'What is the region {input}?',
+  '<REGION_TO_DESCRIPTION>': 'What does the region {input} describe?',
+  '<REGION_TO_OCR>': 'What text is in the region {input}?',
+};
+
+/** Florence-2 image processor settings: a plain resize to `size`, rescale, ImageNet normalisation. */
+export const Florence2PreprocessorSchema = z.object({
+  size: z
+    .object({ height: z.number().int().positive(), width: z.number().int().positive() })
+    .default({ height: 768, width: 768 }),
+  resample: z.number().int().default(3),
+  do_rescale: z.boolean().default(true),
+  rescale_factor: z.number().default(1 / 255),
+  do_normalize: z.boolean().default(true),
+  image_mean: z.array(z.number()).length(3).default([0.485, 0.456, 0.406]),
+  image_std: z.array(z.number()).length(3).default([0.229, 0.224, 0.225]),
+  task_prompts_without_inputs: z.record(z.string(), z.string()).default(taskPrompts),
+  task_prompts_with_input: z.record(z.string(), z.string()).default(taskPromptsWithInput),
+});
+export type Florence2Preprocessor = z.infer<typeof Florence2PreprocessorSchema>;

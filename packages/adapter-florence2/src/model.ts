@@ -1,0 +1,339 @@
+import {
+  type Cache,
+  concatEmbeddings,
+  type Embeddings,
+  embedTokens,
+  eosTokenIds,
+  greedyDecode,
+  layersOfDecoder,
+  nextCache,
+  parseConfig,
+  pixelValues,
+  sliceEmbeddings,
+  stackRows,
+} from '@dexar/adapter-kit';
+import {
+  type Backend,
+  type Compat,
+  DexarError,
+  type ExplainRows,
+  type ExplainStrategy,
+  type FamilyModel,
+  type KeySpan,
+  type ModelFolder,
+  type PreparedInput,
+  type ProgressCallback,
+  type RgbaImage,
+  readJson,
+  type Session,
+  type TypedTensor,
+} from '@dexar/core';
+import { Tokenizer } from '@huggingface/tokenizers';
+import {
+  type Florence2Config,
+  Florence2ConfigSchema,
+  type Florence2Preprocessor,
+  Florence2PreprocessorSchema,
+} from './config.js';
+
+const DECODER = 'onnx/decoder_model_merged.onnx';
+
+export async function loadFlorence2(
+  folder: ModelFolder,
+  backend: Backend,
+  rawConfig: unknown,
+): Promise<FamilyModel> {
+  const config = parseConfig(
+    Florence2ConfigSchema,
+    rawConfig,
+    `${folder.location}/config.json`,
+    'the florence2 adapter loads model_type "florence2"',
+  );
+  const preprocessor = parseConfig(
+    Florence2PreprocessorSchema,
+    await readJson(folder, 'preprocessor_config.json'),
+    `${folder.location}/preprocessor_config.json`,
+    'expected Florence-2 image processor settings',
+  );
+  const generation = (await folder.exists('generation_config.json'))
+    ? await readJson(folder, 'generation_config.json')
+    : undefined;
+  const tokenizer = new Tokenizer(
+    await readJson(folder, 'tokenizer.json'),
+    await readJson(folder, 'tokenizer_config.json'),
+  );
+  const [vision, embed, encoder, decoder] = await Promise.all(
+    ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx', 'onnx/encoder_model.onnx', DECODER].map(
+      (p) => backend.createSession(folder, p),
+    ),
+  );
+  return new Florence2Model(
+    backend,
+    tokenizer,
+    { vision, embed, encoder, decoder },
+    config,
+    preprocessor,
+    generation,
+  );
+}
+
+/** The encoder's output for one image and task: the decoder cross-attends to it. */
+interface EncodedInput extends PreparedInput {
+  readonly encoderHidden: TypedTensor;
+  /** Encoder positions of the grid features (the pooled token is not a grid cell). */
+  readonly imageKeys: KeySpan;
+  /** Encoder positions of the task prompt tokens. */
+  readonly promptKeys: number[];
+}
+
+/**
+ * Florence-2: DaViT features, then a BART-like encoder over [image features,
+ * task prompt]; DEX-AR differentiates the decoder's CROSS-attention to it
+ * (dexar-algorithm.md, per-family table). The decoder context is
+ * `decoder_start_token_id` then `forced_bos_token_id`, as in generation.
+ */
+class Florence2Model implements FamilyModel {
+  readonly family = 'florence2';
+  readonly decoder = { path: DECODER, attention: 'cross' } as const;
+  readonly numLayers: number;
+  private readonly heads: number;
+  private readonly headDim: number;
+  private readonly context: number[];
+  private readonly eos: number[];
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly tokenizer: Tokenizer,
+    private readonly sessions: {
+      vision: Session;
+      embed: Session;
+      encoder: Session;
+      decoder: Session;
+    },
+    private readonly config: Florence2Config,
+    private readonly preprocessor: Florence2Preprocessor,
+    generation: unknown,
+  ) {
+    this.numLayers = layersOfDecoder(sessions.decoder);
+    this.heads = config.text_config.decoder_attention_heads;
+    this.headDim = config.text_config.d_model / this.heads;
+    const g = (generation ?? {}) as {
+      decoder_start_token_id?: number;
+      forced_bos_token_id?: number;
+    };
+    this.context = [
+      g.decoder_start_token_id ?? config.text_config.decoder_start_token_id,
+      g.forced_bos_token_id ?? config.text_config.forced_bos_token_id,
+    ];
+    this.eos = eosTokenIds([generation, config.text_config, config], 2);
+  }
+
+  async prepare(image: RgbaImage, prompt: string): Promise<EncodedInput> {
+    const ids = this.tokenizer.encode(this.taskText(prompt)).ids;
+    const pp = this.preprocessor;
+    const resized = await this.backend.resizeImage(
+      image,
+      pp.size.width,
+      pp.size.height,
+      pp.resample === 2 ? 'bilinear' : 'bicubic',
+    );
+    const pixels = pixelValues(
+      resized,
+      { top: 0, left: 0, height: pp.size.height, width: pp.size.width },
+      {
+        scale: pp.do_rescale ? pp.rescale_factor : 1,
+        mean: pp.do_normalize ? pp.image_mean : [0, 0, 0],
+        std: pp.do_normalize ? pp.image_std : [1, 1, 1],
+      },
+    );
+    const { image_features: features } = await this.sessions.vision.run({
+      pixel_values: this.backend.tensor('float32', pixels.data, pixels.dims),
+    });
+    const [, count, hidden] = features.dims as [number, number, number];
+    const imageKeys = this.gridSpan(count);
+    const encoderInput = concatEmbeddings([
+      { data: features.data as Float32Array, length: count, hidden },
+      await this.embed(ids),
+    ]);
+    const E = encoderInput.length;
+    const { last_hidden_state: encoderHidden } = await this.sessions.encoder.run({
+      inputs_embeds: this.backend.tensor('float32', encoderInput.data, [1, E, hidden]),
+      attention_mask: this.ones(E),
+    });
+    return {
+      image: { width: image.width, height: image.height },
+      promptIds: ids,
+      encoderHidden,
+      imageKeys,
+      promptKeys: Array.from({ length: ids.length }, (_, i) => count + i),
+    };
+  }
+
+  tokenizeTarget(text: string): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  tokenStrings(ids: readonly number[]): string[] {
+    return ids.map((id) => this.tokenizer.decode([id]));
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: true });
+  }
+
+  async generate(
+    prepared: PreparedInput,
+    maxNewTokens: number,
+    onProgress?: ProgressCallback,
+  ): Promise<number[]> {
+    const input = prepared as EncodedInput;
+    return greedyDecode({
+      decoder: this.sessions.decoder,
+      embed: (ids) => this.embed(ids),
+      prefix: await this.embed(this.context),
+      feeds: (embeddings, cache) => this.feeds(input, embeddings, cache),
+      eos: this.eos,
+      maxNewTokens,
+      ...(onProgress ? { onProgress } : {}),
+    });
+  }
+
+  /**
+   * Teacher forcing over [start, bos, y_0 .. y_{T-2}]: y_n is predicted at
+   * decoder position n + 1; its cross-attention row sees every encoder key.
+   */
+  async explain(
+    prepared: PreparedInput,
+    targetIds: readonly number[],
+    session: Session,
+    options: { compat: Compat; strategy: ExplainStrategy; onProgress?: ProgressCallback },
+  ): Promise<ExplainRows> {
+    const input = prepared as EncodedInput;
+    const T = targetIds.length;
+    const sequence = await this.embed([...this.context, ...targetIds.slice(0, -1)]);
+    const call = (length: number, steps: number[]) => {
+      const feeds = this.feeds(input, sliceEmbeddings(sequence, 0, length), undefined);
+      feeds.dexar_target_ids = this.backend.tensor(
+        'int64',
+        BigInt64Array.from(steps, (n) => BigInt(targetIds[n])),
+        [steps.length],
+      );
+      feeds.dexar_query_positions = this.backend.tensor(
+        'int64',
+        BigInt64Array.from(steps, (n) => BigInt(n + 1)),
+        [steps.length],
+      );
+      return session.run(feeds);
+    };
+    const parts: Record<string, TypedTensor>[] = [];
+    if (options.strategy === 'single') {
+      parts.push(
+        await call(
+          T + 1,
+          targetIds.map((_, n) => n),
+        ),
+      );
+      options.onProgress?.({ stage: 'explain', done: 1, total: 1 });
+    } else {
+      for (let n = 0; n < T; n++) {
+        parts.push(await call(n + 2, [n]));
+        options.onProgress?.({ stage: 'explain', done: n + 1, total: T });
+      }
+    }
+    const E = input.encoderHidden.dims[1];
+    return {
+      ...stackRows(this.backend, parts, E),
+      layout: {
+        imageKeys: input.imageKeys,
+        grid: {
+          height: Math.sqrt(input.imageKeys.end - input.imageKeys.start),
+          width: Math.sqrt(input.imageKeys.end - input.imageKeys.start),
+        },
+        keyCounts: targetIds.map(() => E),
+        textKeys: targetIds.map(() => input.promptKeys),
+      },
+    };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all(Object.values(this.sessions).map((s) => s.release()));
+  }
+
+  /** A task token expanded as the Florence-2 processor does; free text passes through. */
+  private taskText(prompt: string): string {
+    const task = /^<[A-Z_]+>/.exec(prompt)?.[0];
+    if (!task) return prompt;
+    const rest = prompt.slice(task.length);
+    const plain = this.preprocessor.task_prompts_without_inputs[task];
+    if (plain !== undefined && rest.trim() === '') return plain;
+    const withInput = this.preprocessor.task_prompts_with_input[task];
+    if (withInput !== undefined) return withInput.replace('{input}', rest);
+    const known = [
+      ...Object.keys(this.preprocessor.task_prompts_without_inputs),
+      ...Object.keys(this.preprocessor.task_prompts_with_input),
+    ];
+    throw new DexarError(
+      'invalid-options',
+      `${task} is not a Florence-2 task this model knows (${known.join(', ')})${plain !== undefined ? ` and ${task} takes no input` : ''}: use one of them, or free text`,
+    );
+  }
+
+  /** The grid features' encoder positions: one pooled token per `spatial_avg_pool`, the grid at `temporal_avg_pool`. */
+  private gridSpan(count: number): KeySpan {
+    const sources = this.config.vision_config.image_feature_source;
+    const pooled = sources.filter((s) => s === 'spatial_avg_pool').length;
+    const gridSize = count - pooled;
+    const side = Math.round(Math.sqrt(gridSize));
+    if (side * side !== gridSize || !sources.includes('temporal_avg_pool')) {
+      throw new DexarError(
+        'unsupported-model',
+        `the vision encoder yields ${count} features, which is not ${pooled} pooled + a square grid (image_feature_source ${sources.join(', ')})`,
+      );
+    }
+    // Every source before the grid contributes one pooled token.
+    const start = sources.indexOf('temporal_avg_pool');
+    return { start, end: start + gridSize };
+  }
+
+  private feeds(
+    input: EncodedInput,
+    embeddings: Embeddings,
+    cache: Cache | undefined,
+  ): Record<string, TypedTensor> {
+    const E = input.encoderHidden.dims[1];
+    return {
+      inputs_embeds: this.backend.tensor('float32', embeddings.data, [
+        1,
+        embeddings.length,
+        embeddings.hidden,
+      ]),
+      encoder_hidden_states: input.encoderHidden,
+      encoder_attention_mask: this.ones(E),
+      ...(cache ?? this.emptyCache()),
+    };
+  }
+
+  private emptyCache(): Cache {
+    const cache: Cache = {};
+    for (let i = 0; i < this.numLayers; i++) {
+      for (const part of ['decoder', 'encoder']) {
+        for (const kind of ['key', 'value']) {
+          cache[`past_key_values.${i}.${part}.${kind}`] = this.backend.tensor(
+            'float32',
+            new Float32Array(0),
+            [1, this.heads, 0, this.headDim],
+          );
+        }
+      }
+    }
+    return cache;
+  }
+
+  private ones(length: number): TypedTensor {
+    return this.backend.tensor('int64', new BigInt64Array(length).fill(1n), [1, length]);
+  }
+
+  private embed(ids: readonly number[]): Promise<Embeddings> {
+    return embedTokens(this.backend, this.sessions.embed, ids);
+  }
+}

@@ -58,21 +58,14 @@ class UsageError extends Error {}
 
 function integer(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value))
-    throw new UsageError(`--${name} takes an integer, got ${JSON.stringify(value)}`);
+  if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} takes an integer, got ${JSON.stringify(value)}`);
   return Number(value);
 }
 
-function oneOf<T extends string>(
-  name: string,
-  value: string | undefined,
-  allowed: readonly T[],
-): T | undefined {
+function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T | undefined {
   if (value === undefined) return undefined;
   if (!allowed.includes(value as T))
-    throw new UsageError(
-      `--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`,
-    );
+    throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
   return value as T;
 }
 
@@ -157,9 +150,7 @@ export async function main(argv: string[]): Promise<number> {
       if (values.json) {
         process.stdout.write(`${JSON.stringify(result)}\n`);
       } else {
-        const weights = result.tokens
-          .map((t, n) => `${t} (${result.tokenWeights[n].toFixed(3)})`)
-          .join(' ');
+        const weights = result.tokens.map((t, n) => `${t} (${result.tokenWeights[n].toFixed(3)})`).join(' ');
         process.stdout.write(
           `answer: ${weights}\nwrote ${written.files.length} files to ${out}: sentence.png, grid.png, tokens/, result.json, report.html\n`,
         );

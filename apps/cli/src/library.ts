@@ -3,19 +3,8 @@ import { florence2Adapter } from '@dexar/adapter-florence2';
 import { llavaAdapter } from '@dexar/adapter-llava';
 import { paligemmaAdapter } from '@dexar/adapter-paligemma';
 import { DexarError, type Explanation, type ProgressCallback, type RgbaImage } from '@dexar/core';
-import {
-  Explainer,
-  type ExplainRequest,
-  type GenerateRequest,
-  type Generation,
-} from '@dexar/explain';
-import {
-  decodeImage,
-  type NodeBackendOptions,
-  nodeBackend,
-  openModelFolder,
-  type Variant,
-} from '@dexar/runtime-node';
+import { Explainer, type ExplainRequest, type GenerateRequest, type Generation } from '@dexar/explain';
+import { decodeImage, type NodeBackendOptions, nodeBackend, openModelFolder, type Variant } from '@dexar/runtime-node';
 import { builtin } from './builtin.js';
 
 /** Adapters the CLI and library load; importing a package registers it. */
@@ -56,21 +45,11 @@ export async function loadImage(image: string | Uint8Array): Promise<RgbaImage> 
 type Input = { image?: string | Uint8Array };
 
 /** One explanation from files: opens the model, explains, releases. */
-export async function explain(
-  options: NodeOptions & Input & Partial<ExplainRequest> = {},
-): Promise<Explanation> {
+export async function explain(options: NodeOptions & Input & Partial<ExplainRequest> = {}): Promise<Explanation> {
   const explainer = await openExplainer(options);
   try {
     const image = await loadImage(options.image ?? builtin.exampleImage);
-    const {
-      model,
-      variant,
-      onProgress,
-      executionProvider,
-      threads,
-      image: _,
-      ...request
-    } = options;
+    const { model, variant, onProgress, executionProvider, threads, image: _, ...request } = options;
     return await explainer.explain(image, { prompt: builtin.prompt, ...request });
   } finally {
     await explainer.release();
@@ -78,9 +57,7 @@ export async function explain(
 }
 
 /** The model's greedy answer, without explanation. */
-export async function generate(
-  options: NodeOptions & Input & Partial<GenerateRequest> = {},
-): Promise<Generation> {
+export async function generate(options: NodeOptions & Input & Partial<GenerateRequest> = {}): Promise<Generation> {
   const explainer = await openExplainer(options);
   try {
     const image = await loadImage(options.image ?? builtin.exampleImage);

@@ -17,15 +17,10 @@ export interface Written {
  * `grid.png` (contact sheet), `result.json` and a self-contained `report.html`.
  * Each file is written under a temporary name and renamed.
  */
-export async function writeOutputs(
-  dir: string,
-  result: Explanation,
-  image: RgbaImage,
-): Promise<Written> {
+export async function writeOutputs(dir: string, result: Explanation, image: RgbaImage): Promise<Written> {
   const display = await displayImage(image);
   const grid = result.grid;
-  const overlay = (map: number[][]) =>
-    encodePng(overlayHeatmap(display, map.flat(), grid, { alpha: 0.5 }));
+  const overlay = (map: number[][]) => encodePng(overlayHeatmap(display, map.flat(), grid, { alpha: 0.5 }));
   const files: string[] = [];
   const write = async (name: string, bytes: Uint8Array | string) => {
     await writeAtomically(join(dir, name), bytes);
@@ -66,20 +61,12 @@ async function displayImage(image: RgbaImage): Promise<RgbaImage> {
   const long = Math.max(image.width, image.height);
   if (long >= MIN_DISPLAY) return image;
   const scale = MIN_DISPLAY / long;
-  return resizeImage(
-    image,
-    Math.round(image.width * scale),
-    Math.round(image.height * scale),
-    'bilinear',
-  );
+  return resizeImage(image, Math.round(image.width * scale), Math.round(image.height * scale), 'bilinear');
 }
 
 const safeName = (token: string) => token.replace(/[^\p{L}\p{N}_-]+/gu, '_').slice(0, 24) || '_';
 const escapeXml = (text: string) =>
-  text.replace(
-    /[<>&"']/g,
-    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] ?? c,
-  );
+  text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] ?? c);
 
 /** Each token's filtered map, with the token and its weight delta under it (a bar scaled to the largest delta). */
 async function contactSheet(result: Explanation, overlays: Uint8Array[]): Promise<Uint8Array> {
@@ -102,9 +89,7 @@ async function contactSheet(result: Explanation, overlays: Uint8Array[]): Promis
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${columns * TILE}" height="${rows * cellHeight}"><rect width="100%" height="100%" fill="white"/>${labels}</svg>`;
   const tiles = await Promise.all(
     overlays.map(async (png, n) => ({
-      input: await sharp(png)
-        .resize(TILE, TILE, { fit: 'contain', background: '#ffffff' })
-        .toBuffer(),
+      input: await sharp(png).resize(TILE, TILE, { fit: 'contain', background: '#ffffff' }).toBuffer(),
       left: (n % columns) * TILE,
       top: Math.floor(n / columns) * cellHeight,
     })),

@@ -5,9 +5,7 @@ export function stderrProgress(enabled: boolean): ProgressCallback {
   if (!enabled) return () => {};
   const tty = process.stderr.isTTY;
   return (event) => {
-    const counted = event.total
-      ? ` ${bar(event.done ?? 0, event.total)} ${event.done ?? 0}/${event.total}`
-      : '';
+    const counted = event.total ? ` ${bar(event.done ?? 0, event.total)} ${event.done ?? 0}/${event.total}` : '';
     const line = `dexar: ${event.stage}${counted}${event.detail ? ` ${event.detail}` : ''}`;
     if (tty) {
       process.stderr.write(`\r\x1b[2K${line}`);

@@ -52,13 +52,7 @@ describe('dexar explain', () => {
     expect(run.code).toBe(0);
     const result = ExplanationSchema.parse(JSON.parse(run.stdout));
     expect(result.tokens).toEqual(reference.tokens);
-    expect((await readdir(out)).sort()).toEqual([
-      'grid.png',
-      'report.html',
-      'result.json',
-      'sentence.png',
-      'tokens',
-    ]);
+    expect((await readdir(out)).sort()).toEqual(['grid.png', 'report.html', 'result.json', 'sentence.png', 'tokens']);
     expect(await readdir(join(out, 'tokens'))).toHaveLength(reference.tokens.length);
     expect(JSON.parse(await readFile(join(out, 'result.json'), 'utf8'))).toEqual(result);
     const html = await readFile(join(out, 'report.html'), 'utf8');
@@ -90,11 +84,7 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
       async () => ['--model', '/no/such/model'],
       /model folder \/no\/such\/model does not exist/,
     ],
-    [
-      'a folder that is not a model',
-      async () => ['--model', join(llavaTiny, 'onnx')],
-      /has no config\.json/,
-    ],
+    ['a folder that is not a model', async () => ['--model', join(llavaTiny, 'onnx')], /has no config\.json/],
     [
       'a model type no adapter supports',
       async () => {
@@ -123,11 +113,7 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
       async () => ['--model', llavaTiny, '--prompt', 'Describe the image.'],
       /needs exactly one where the image goes/,
     ],
-    [
-      'an empty target',
-      async () => ['--model', llavaTiny, '--prompt', prompt, '--target', ''],
-      /the target is empty/,
-    ],
+    ['an empty target', async () => ['--model', llavaTiny, '--prompt', prompt, '--target', ''], /the target is empty/],
     [
       'a layer index out of range',
       async () => ['--model', llavaTiny, '--layer-index', '9'],
@@ -135,11 +121,7 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     ],
     ['an unknown option', async () => ['--nope'], /Unknown option '--nope'/],
     ['a malformed number', async () => ['--top-k', 'two'], /--top-k takes an integer/],
-    [
-      'an unknown compat mode',
-      async () => ['--compat', 'exact'],
-      /--compat must be one of official, paper/,
-    ],
+    ['an unknown compat mode', async () => ['--compat', 'exact'], /--compat must be one of official, paper/],
   ];
   it.each(cases)('%s', async (_, args, message) => {
     const out = await mkdtemp(join(tmpdir(), 'dexar-cli-'));
@@ -162,18 +144,8 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
   it('exits 1 with one line, and a stack only with --debug, for a graph it cannot explain', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dexar-graph-'));
     await cp(llavaTiny, dir, { recursive: true });
-    await cp(
-      join(llavaTiny, 'onnx/embed_tokens.onnx'),
-      join(dir, 'onnx/decoder_model_merged.onnx'),
-    );
-    const run = await dexar(
-      'explain',
-      '--model',
-      dir,
-      '--image',
-      join(referenceCase, 'image.png'),
-      '--quiet',
-    );
+    await cp(join(llavaTiny, 'onnx/embed_tokens.onnx'), join(dir, 'onnx/decoder_model_merged.onnx'));
+    const run = await dexar('explain', '--model', dir, '--image', join(referenceCase, 'image.png'), '--quiet');
     expect(run.code).toBe(1);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(/dexar: error: the decoder graph has no past_key_values/);

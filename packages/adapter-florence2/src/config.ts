@@ -9,16 +9,12 @@ export const Florence2ConfigSchema = z.object({
     .object({
       d_model: z.number().int().positive().default(768),
       decoder_attention_heads: z.number().int().positive().default(12),
+      decoder_layers: z.number().int().positive().default(6),
       decoder_start_token_id: z.number().int().default(2),
       forced_bos_token_id: z.number().int().default(0),
       eos_token_id: tokenIds.optional(),
     })
-    .default({
-      d_model: 768,
-      decoder_attention_heads: 12,
-      decoder_start_token_id: 2,
-      forced_bos_token_id: 0,
-    }),
+    .prefault({}),
   vision_config: z
     .object({
       /** The order of the image features: a pooled token per `spatial_avg_pool`, the patch grid per `temporal_avg_pool`. */
@@ -26,7 +22,7 @@ export const Florence2ConfigSchema = z.object({
         .array(z.enum(['spatial_avg_pool', 'temporal_avg_pool']))
         .default(['spatial_avg_pool', 'temporal_avg_pool']),
     })
-    .default({ image_feature_source: ['spatial_avg_pool', 'temporal_avg_pool'] }),
+    .prefault({}),
   eos_token_id: tokenIds.optional(),
 });
 export type Florence2Config = z.infer<typeof Florence2ConfigSchema>;

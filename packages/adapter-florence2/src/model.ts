@@ -5,7 +5,7 @@ import {
   embedTokens,
   eosTokenIds,
   greedyDecode,
-  layersOfDecoder,
+  LazyDecoder,
   nextCache,
   parseConfig,
   pixelValues,
@@ -38,11 +38,7 @@ import {
 
 const DECODER = 'onnx/decoder_model_merged.onnx';
 
-export async function loadFlorence2(
-  folder: ModelFolder,
-  backend: Backend,
-  rawConfig: unknown,
-): Promise<FamilyModel> {
+export async function loadFlorence2(folder: ModelFolder, backend: Backend, rawConfig: unknown): Promise<FamilyModel> {
   const config = parseConfig(
     Florence2ConfigSchema,
     rawConfig,
@@ -62,19 +58,13 @@ export async function loadFlorence2(
     await readJson(folder, 'tokenizer.json'),
     await readJson(folder, 'tokenizer_config.json'),
   );
-  const [vision, embed, encoder, decoder] = await Promise.all(
-    ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx', 'onnx/encoder_model.onnx', DECODER].map(
-      (p) => backend.createSession(folder, p),
+  const [vision, embed, encoder] = await Promise.all(
+    ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx', 'onnx/encoder_model.onnx'].map((p) =>
+      backend.createSession(folder, p),
     ),
   );
-  return new Florence2Model(
-    backend,
-    tokenizer,
-    { vision, embed, encoder, decoder },
-    config,
-    preprocessor,
-    generation,
-  );
+  const decoder = new LazyDecoder(backend, folder, DECODER, config.text_config.decoder_layers);
+  return new Florence2Model(backend, tokenizer, { vision, embed, encoder, decoder }, config, preprocessor, generation);
 }
 
 /** The encoder's output for one image and task: the decoder cross-attends to it. */
@@ -108,13 +98,13 @@ class Florence2Model implements FamilyModel {
       vision: Session;
       embed: Session;
       encoder: Session;
-      decoder: Session;
+      decoder: LazyDecoder;
     },
     private readonly config: Florence2Config,
     private readonly preprocessor: Florence2Preprocessor,
     generation: unknown,
   ) {
-    this.numLayers = layersOfDecoder(sessions.decoder);
+    this.numLayers = config.text_config.decoder_layers;
     this.heads = config.text_config.decoder_attention_heads;
     this.headDim = config.text_config.d_model / this.heads;
     const g = (generation ?? {}) as {
@@ -181,14 +171,10 @@ class Florence2Model implements FamilyModel {
     return this.tokenizer.decode([...ids], { skip_special_tokens: true });
   }
 
-  async generate(
-    prepared: PreparedInput,
-    maxNewTokens: number,
-    onProgress?: ProgressCallback,
-  ): Promise<number[]> {
+  async generate(prepared: PreparedInput, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]> {
     const input = prepared as EncodedInput;
     return greedyDecode({
-      decoder: this.sessions.decoder,
+      decoder: await this.sessions.decoder.get(),
       embed: (ids) => this.embed(ids),
       prefix: await this.embed(this.context),
       feeds: (embeddings, cache) => this.feeds(input, embeddings, cache),
@@ -256,7 +242,8 @@ class Florence2Model implements FamilyModel {
   }
 
   async release(): Promise<void> {
-    await Promise.all(Object.values(this.sessions).map((s) => s.release()));
+    const { vision, embed, encoder, decoder } = this.sessions;
+    await Promise.all([vision.release(), embed.release(), encoder.release(), decoder.release()]);
   }
 
   /** A task token expanded as the Florence-2 processor does; free text passes through. */
@@ -295,18 +282,10 @@ class Florence2Model implements FamilyModel {
     return { start, end: start + gridSize };
   }
 
-  private feeds(
-    input: EncodedInput,
-    embeddings: Embeddings,
-    cache: Cache | undefined,
-  ): Record<string, TypedTensor> {
+  private feeds(input: EncodedInput, embeddings: Embeddings, cache: Cache | undefined): Record<string, TypedTensor> {
     const E = input.encoderHidden.dims[1];
     return {
-      inputs_embeds: this.backend.tensor('float32', embeddings.data, [
-        1,
-        embeddings.length,
-        embeddings.hidden,
-      ]),
+      inputs_embeds: this.backend.tensor('float32', embeddings.data, [1, embeddings.length, embeddings.hidden]),
       encoder_hidden_states: input.encoderHidden,
       encoder_attention_mask: this.ones(E),
       ...(cache ?? this.emptyCache()),
@@ -318,11 +297,12 @@ class Florence2Model implements FamilyModel {
     for (let i = 0; i < this.numLayers; i++) {
       for (const part of ['decoder', 'encoder']) {
         for (const kind of ['key', 'value']) {
-          cache[`past_key_values.${i}.${part}.${kind}`] = this.backend.tensor(
-            'float32',
-            new Float32Array(0),
-            [1, this.heads, 0, this.headDim],
-          );
+          cache[`past_key_values.${i}.${part}.${kind}`] = this.backend.tensor('float32', new Float32Array(0), [
+            1,
+            this.heads,
+            0,
+            this.headDim,
+          ]);
         }
       }
     }

@@ -15,36 +15,28 @@ import {
   type Session,
 } from '@dexar/core';
 import type { Tokenizer } from '@huggingface/tokenizers';
-import {
-  type CacheShape,
-  decoderFeeds,
-  type Embeddings,
-  embedTokens,
-  emptyCache,
-  greedyDecode,
-  layersOfDecoder,
-} from './decoding.js';
+import { type CacheShape, decoderFeeds, type Embeddings, embedTokens, emptyCache, greedyDecode } from './decoding.js';
 import { explainDecoderOnly } from './explain-runs.js';
+import { LazyDecoder } from './lazy-session.js';
 
 export const DECODER_PATH = 'onnx/decoder_model_merged.onnx';
 
-/** The three graphs of a decoder-only VLM export (transformers.js layout). */
+/** The three graphs of a decoder-only VLM export (transformers.js layout); the decoder opens on first use. */
 export interface DecoderOnlySessions {
   vision: Session;
   embed: Session;
-  decoder: Session;
+  decoder: LazyDecoder;
 }
 
 export async function openDecoderOnlySessions(
   folder: ModelFolder,
   backend: Backend,
+  numLayers: number,
 ): Promise<DecoderOnlySessions> {
-  const [vision, embed, decoder] = await Promise.all(
-    ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx', DECODER_PATH].map((path) =>
-      backend.createSession(folder, path),
-    ),
+  const [vision, embed] = await Promise.all(
+    ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx'].map((path) => backend.createSession(folder, path)),
   );
-  return { vision, embed, decoder };
+  return { vision, embed, decoder: new LazyDecoder(backend, folder, DECODER_PATH, numLayers) };
 }
 
 /** A prompt with its image features merged in at `imageKeys`. */
@@ -55,8 +47,8 @@ export interface MergedPrompt extends PreparedInput {
 
 export interface DecoderOnlySettings {
   readonly family: string;
-  /** KV cache heads and head size (layers are read off the graph). */
-  readonly cache: Omit<CacheShape, 'numLayers'>;
+  /** Decoder layers, KV cache heads and head size, from the config. */
+  readonly cache: CacheShape;
   readonly eos: readonly number[];
   readonly grid: Grid;
   /** Position id of the first token (0 for Llama, 1 for PaliGemma). */
@@ -84,8 +76,8 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     protected readonly settings: DecoderOnlySettings,
   ) {
     this.family = settings.family;
-    this.numLayers = layersOfDecoder(sessions.decoder);
-    this.cacheShape = { numLayers: this.numLayers, ...settings.cache };
+    this.numLayers = settings.cache.numLayers;
+    this.cacheShape = settings.cache;
   }
 
   abstract prepare(image: RgbaImage, prompt: string): Promise<MergedPrompt>;
@@ -105,24 +97,14 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     return this.tokenizer.decode([...ids], { skip_special_tokens: true });
   }
 
-  generate(
-    input: PreparedInput,
-    maxNewTokens: number,
-    onProgress?: ProgressCallback,
-  ): Promise<number[]> {
+  async generate(input: PreparedInput, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]> {
     const empty = emptyCache(this.backend, this.cacheShape);
     return greedyDecode({
-      decoder: this.sessions.decoder,
+      decoder: await this.sessions.decoder.get(),
       embed: (ids) => this.embed(ids),
       prefix: (input as MergedPrompt).embeddings,
       feeds: (embeddings, cache, pastLength) =>
-        decoderFeeds(
-          this.backend,
-          embeddings,
-          cache ?? empty,
-          pastLength,
-          this.settings.firstPosition,
-        ),
+        decoderFeeds(this.backend, embeddings, cache ?? empty, pastLength, this.settings.firstPosition),
       eos: this.settings.eos,
       maxNewTokens,
       ...(onProgress ? { onProgress } : {}),
@@ -164,7 +146,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
   }
 
   async release(): Promise<void> {
-    await Promise.all(Object.values(this.sessions).map((s: Session) => s.release()));
+    await Promise.all([this.sessions.vision.release(), this.sessions.embed.release(), this.sessions.decoder.release()]);
   }
 
   /**
@@ -189,10 +171,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       );
     }
     const embeddings = await this.embed(promptIds);
-    embeddings.data.set(
-      (features.data as Float32Array).subarray(0, count * hidden),
-      imageStart * hidden,
-    );
+    embeddings.data.set((features.data as Float32Array).subarray(0, count * hidden), imageStart * hidden);
     return {
       image,
       promptIds,

@@ -1,10 +1,4 @@
-import {
-  type Backend,
-  DexarError,
-  type ProgressCallback,
-  type Session,
-  type TypedTensor,
-} from '@dexar/core';
+import { type Backend, DexarError, type ProgressCallback, type Session, type TypedTensor } from '@dexar/core';
 
 /** Shape of a decoder's KV cache: `past_key_values.{i}.key/value` are `[1, kvHeads, past, headDim]`. */
 export interface CacheShape {
@@ -24,9 +18,7 @@ export type Cache = Record<string, TypedTensor>;
 
 /** Number of decoder layers, read off the graph's `past_key_values.{i}.key` inputs. */
 export function layersOfDecoder(session: Session): number {
-  const count = session.inputNames.filter((name) =>
-    /^past_key_values\.\d+\.(decoder\.)?key$/.test(name),
-  ).length;
+  const count = session.inputNames.filter((name) => /^past_key_values\.\d+\.(decoder\.)?key$/.test(name)).length;
   if (count === 0)
     throw new DexarError(
       'unsupported-graph',
@@ -124,11 +116,7 @@ export async function greedyDecode(options: {
   embed: (ids: readonly number[]) => Promise<Embeddings>;
   prefix: Embeddings;
   /** The feeds of one call over `input` after `pastLength` cached positions; an empty `cache` on the first. */
-  feeds: (
-    input: Embeddings,
-    cache: Cache | undefined,
-    pastLength: number,
-  ) => Record<string, TypedTensor>;
+  feeds: (input: Embeddings, cache: Cache | undefined, pastLength: number) => Record<string, TypedTensor>;
   eos: readonly number[];
   maxNewTokens: number;
   onProgress?: ProgressCallback;
@@ -152,11 +140,7 @@ export async function greedyDecode(options: {
 }
 
 /** Runs an `embed_tokens` graph: ids to `inputs_embeds` rows. */
-export async function embedTokens(
-  backend: Backend,
-  embed: Session,
-  ids: readonly number[],
-): Promise<Embeddings> {
+export async function embedTokens(backend: Backend, embed: Session, ids: readonly number[]): Promise<Embeddings> {
   const { inputs_embeds: out } = await embed.run({
     input_ids: backend.tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
   });

@@ -49,12 +49,7 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
   const firstPosition = o.firstPosition ?? 0;
   const empty = emptyCache(o.backend, o.shape);
   /** One explain call over `input` after `pastLength` cached keys, for the given steps' query rows. */
-  const call = (
-    input: Embeddings,
-    cache: typeof empty,
-    pastLength: number,
-    steps: readonly number[],
-  ) => {
+  const call = (input: Embeddings, cache: typeof empty, pastLength: number, steps: readonly number[]) => {
     const feeds = decoderFeeds(o.backend, input, cache, pastLength, firstPosition);
     feeds.dexar_target_ids = o.backend.tensor(
       'int64',
@@ -82,10 +77,7 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
     const prefix = await call(o.prompt, empty, 0, [0]);
     parts.push(prefix);
     report(1, 2);
-    if (T > 1)
-      parts.push(
-        await call(sliceEmbeddings(o.answer, 0, T - 1), nextCache(prefix), P, range(1, T)),
-      );
+    if (T > 1) parts.push(await call(sliceEmbeddings(o.answer, 0, T - 1), nextCache(prefix), P, range(1, T)));
     report(2, 2);
   } else {
     for (let n = 0; n < T; n++) {
@@ -93,9 +85,7 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
         parts.push(await call(sequence(n), empty, 0, [n]));
       } else {
         const prefix = await call(o.prompt, empty, 0, [0]);
-        parts.push(
-          n === 0 ? prefix : await call(sliceEmbeddings(o.answer, 0, n), nextCache(prefix), P, [n]),
-        );
+        parts.push(n === 0 ? prefix : await call(sliceEmbeddings(o.answer, 0, n), nextCache(prefix), P, [n]));
       }
       report(n + 1, T);
     }
@@ -103,8 +93,7 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
   return stackRows(o.backend, parts, P + T - 1);
 }
 
-const range = (start: number, end: number) =>
-  Array.from({ length: end - start }, (_, i) => start + i);
+const range = (start: number, end: number) => Array.from({ length: end - start }, (_, i) => start + i);
 
 /** Stacks explain outputs `[t, L, H, K_i]` along steps into `[T, L, H, keys]`, zero-padding keys a step did not see. */
 export function stackRows(
@@ -120,8 +109,7 @@ export function stackRows(
     for (const part of parts) {
       const K = part[name].dims[3];
       const data = part[name].data as Float32Array;
-      for (let r = 0; r < data.length / K; r++, row++)
-        out.set(data.subarray(r * K, (r + 1) * K), row * keys);
+      for (let r = 0; r < data.length / K; r++, row++) out.set(data.subarray(r * K, (r + 1) * K), row * keys);
     }
     return backend.tensor('float32', out, [T, L, H, keys]);
   };

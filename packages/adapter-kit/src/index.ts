@@ -28,3 +28,4 @@ export {
   stackRows,
 } from './explain-runs.js';
 export { type Normalisation, pixelValues } from './image.js';
+export { LazyDecoder } from './lazy-session.js';

@@ -10,6 +10,7 @@ export const LlavaConfigSchema = z.object({
     .object({
       model_type: z.enum(['llama', 'mistral']),
       hidden_size: z.number().int().positive().default(4096),
+      num_hidden_layers: z.number().int().positive().default(32),
       num_attention_heads: z.number().int().positive().default(32),
       num_key_value_heads: z.number().int().positive().optional(),
       head_dim: z.number().int().positive().optional(),
@@ -18,8 +19,7 @@ export const LlavaConfigSchema = z.object({
     .transform((t) => ({
       ...t,
       // transformers' defaults: Llama keeps every KV head, Mistral shares 8.
-      num_key_value_heads:
-        t.num_key_value_heads ?? (t.model_type === 'mistral' ? 8 : t.num_attention_heads),
+      num_key_value_heads: t.num_key_value_heads ?? (t.model_type === 'mistral' ? 8 : t.num_attention_heads),
       head_dim: t.head_dim ?? t.hidden_size / t.num_attention_heads,
     })),
   vision_config: z
@@ -27,7 +27,7 @@ export const LlavaConfigSchema = z.object({
       image_size: z.number().int().positive().default(224),
       patch_size: z.number().int().positive().default(32),
     })
-    .default({ image_size: 224, patch_size: 32 }),
+    .prefault({}),
   image_token_index: z.number().int().nonnegative().default(32000),
   vision_feature_select_strategy: z.enum(['default', 'full']).default('default'),
   eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).optional(),

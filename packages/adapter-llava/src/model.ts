@@ -6,28 +6,12 @@ import {
   openDecoderOnlySessions,
   parseConfig,
 } from '@dexar/adapter-kit';
-import {
-  type Backend,
-  DexarError,
-  type FamilyModel,
-  type ModelFolder,
-  type RgbaImage,
-  readJson,
-} from '@dexar/core';
+import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage, readJson } from '@dexar/core';
 import { Tokenizer } from '@huggingface/tokenizers';
-import {
-  type ClipPreprocessor,
-  ClipPreprocessorSchema,
-  type LlavaConfig,
-  LlavaConfigSchema,
-} from './config.js';
+import { type ClipPreprocessor, ClipPreprocessorSchema, type LlavaConfig, LlavaConfigSchema } from './config.js';
 import { clipPixelValues } from './preprocess.js';
 
-export async function loadLlava(
-  folder: ModelFolder,
-  backend: Backend,
-  rawConfig: unknown,
-): Promise<FamilyModel> {
+export async function loadLlava(folder: ModelFolder, backend: Backend, rawConfig: unknown): Promise<FamilyModel> {
   const config = parseConfig(
     LlavaConfigSchema,
     rawConfig,
@@ -50,7 +34,7 @@ export async function loadLlava(
   return new LlavaModel(
     backend,
     tokenizer,
-    await openDecoderOnlySessions(folder, backend),
+    await openDecoderOnlySessions(folder, backend, config.text_config.num_hidden_layers),
     config,
     preprocessor,
     generation,
@@ -75,6 +59,7 @@ class LlavaModel extends DecoderOnlyModel {
     super(backend, tokenizer, sessions, {
       family: 'llava',
       cache: {
+        numLayers: config.text_config.num_hidden_layers,
         kvHeads: config.text_config.num_key_value_heads,
         headDim: config.text_config.head_dim,
       },
@@ -104,13 +89,7 @@ class LlavaModel extends DecoderOnlyModel {
       ...ids.slice(at + 1),
     ];
     const pixels = await clipPixelValues(image, this.preprocessor, this.backend);
-    return this.mergeImage(
-      { width: image.width, height: image.height },
-      promptIds,
-      at,
-      pixels,
-      this.imageTokens,
-    );
+    return this.mergeImage({ width: image.width, height: image.height }, promptIds, at, pixels, this.imageTokens);
   }
 
   /** The LLaVA code leaves the first key after the image (a lone `▁`) out of the text set. */

@@ -19,18 +19,10 @@ export async function clipPixelValues(
     const long = Math.max(image.width, image.height);
     const other = Math.floor((edge * long) / short);
     const [width, height] = image.width <= image.height ? [edge, other] : [other, edge];
-    resized = await backend.resizeImage(
-      image,
-      width,
-      height,
-      pp.resample === 2 ? 'bilinear' : 'bicubic',
-    );
+    resized = await backend.resizeImage(image, width, height, pp.resample === 2 ? 'bilinear' : 'bicubic');
   }
-  const crop =
-    typeof pp.crop_size === 'number' ? { height: pp.crop_size, width: pp.crop_size } : pp.crop_size;
-  const [height, width] = pp.do_center_crop
-    ? [crop.height, crop.width]
-    : [resized.height, resized.width];
+  const crop = typeof pp.crop_size === 'number' ? { height: pp.crop_size, width: pp.crop_size } : pp.crop_size;
+  const [height, width] = pp.do_center_crop ? [crop.height, crop.width] : [resized.height, resized.width];
   const top = Math.floor((resized.height - height) / 2);
   const left = Math.floor((resized.width - width) / 2);
   return pixelValues(

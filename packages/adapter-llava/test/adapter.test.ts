@@ -46,10 +46,7 @@ describe.each(['llava-tiny', 'bakllava-tiny'])('%s', (name) => {
       expect(input.promptIds).toEqual(c.prompt_ids_expanded);
       expect(input.imageKeys).toEqual({ start: c.idx_img_tok_start, end: c.idx_img_tok_end });
       const { hidden } = input.embeddings;
-      const merged = input.embeddings.data.subarray(
-        c.idx_img_tok_start * hidden,
-        c.idx_img_tok_end * hidden,
-      );
+      const merged = input.embeddings.data.subarray(c.idx_img_tok_start * hidden, c.idx_img_tok_end * hidden);
       let worst = 0;
       merged.forEach((v, i) => {
         worst = Math.max(worst, Math.abs(v - c.image_features.data[i]));
@@ -94,8 +91,6 @@ describe('config validation', () => {
     await expect(openModelFolder('/nonexistent/model')).rejects.toThrowError(
       /model folder \/nonexistent\/model does not exist/,
     );
-    await expect(openModelFolder(`${modelDir('llava-tiny')}/onnx`)).rejects.toThrowError(
-      /has no config.json/,
-    );
+    await expect(openModelFolder(`${modelDir('llava-tiny')}/onnx`)).rejects.toThrowError(/has no config.json/);
   });
 });

@@ -5,26 +5,21 @@ export const PaliGemmaConfigSchema = z.object({
   model_type: z.literal('paligemma'),
   text_config: z
     .object({
-      model_type: z.enum(['gemma', 'gemma2']),
+      model_type: z.enum(['gemma', 'gemma2']).default('gemma'),
       hidden_size: z.number().int().positive().default(2048),
+      num_hidden_layers: z.number().int().positive().default(18),
       num_attention_heads: z.number().int().positive().default(8),
       num_key_value_heads: z.number().int().positive().default(1),
       head_dim: z.number().int().positive().default(256),
       eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).optional(),
     })
-    .default({
-      model_type: 'gemma',
-      hidden_size: 2048,
-      num_attention_heads: 8,
-      num_key_value_heads: 1,
-      head_dim: 256,
-    }),
+    .prefault({}),
   vision_config: z
     .object({
       image_size: z.number().int().positive().default(224),
       patch_size: z.number().int().positive().default(14),
     })
-    .default({ image_size: 224, patch_size: 14 }),
+    .prefault({}),
   image_token_index: z.number().int().nonnegative().default(257152),
   eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).optional(),
 });

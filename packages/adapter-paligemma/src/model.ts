@@ -7,14 +7,7 @@ import {
   parseConfig,
   pixelValues,
 } from '@dexar/adapter-kit';
-import {
-  type Backend,
-  DexarError,
-  type FamilyModel,
-  type ModelFolder,
-  type RgbaImage,
-  readJson,
-} from '@dexar/core';
+import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage, readJson } from '@dexar/core';
 import { Tokenizer } from '@huggingface/tokenizers';
 import {
   type PaliGemmaConfig,
@@ -23,11 +16,7 @@ import {
   SiglipPreprocessorSchema,
 } from './config.js';
 
-export async function loadPaliGemma(
-  folder: ModelFolder,
-  backend: Backend,
-  rawConfig: unknown,
-): Promise<FamilyModel> {
+export async function loadPaliGemma(folder: ModelFolder, backend: Backend, rawConfig: unknown): Promise<FamilyModel> {
   const config = parseConfig(
     PaliGemmaConfigSchema,
     rawConfig,
@@ -47,7 +36,7 @@ export async function loadPaliGemma(
     bos_token?: string;
   };
   const tokenizer = new Tokenizer(await readJson(folder, 'tokenizer.json'), tokenizerConfig);
-  const sessions = await openDecoderOnlySessions(folder, backend);
+  const sessions = await openDecoderOnlySessions(folder, backend, config.text_config.num_hidden_layers);
   return new PaliGemmaModel(
     backend,
     tokenizer,
@@ -81,6 +70,7 @@ class PaliGemmaModel extends DecoderOnlyModel {
     super(backend, tokenizer, sessions, {
       family: 'paligemma',
       cache: {
+        numLayers: config.text_config.num_hidden_layers,
         kvHeads: config.text_config.num_key_value_heads,
         headDim: config.text_config.head_dim,
       },
@@ -118,13 +108,7 @@ class PaliGemmaModel extends DecoderOnlyModel {
         std: pp.do_normalize ? pp.image_std : [1, 1, 1],
       },
     );
-    return this.mergeImage(
-      { width: image.width, height: image.height },
-      promptIds,
-      0,
-      pixels,
-      this.imageTokens,
-    );
+    return this.mergeImage({ width: image.width, height: image.height }, promptIds, 0, pixels, this.imageTokens);
   }
 
   /** Quirk 2 is the LLaVA code's; PaliGemma's text set keeps every non-image key. */

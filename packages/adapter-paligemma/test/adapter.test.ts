@@ -29,10 +29,7 @@ describe(name, () => {
       expect(input.promptIds).toEqual(c.prompt_ids_expanded);
       expect(input.imageKeys).toEqual({ start: c.idx_img_tok_start, end: c.idx_img_tok_end });
       const { hidden } = input.embeddings;
-      const merged = input.embeddings.data.subarray(
-        c.idx_img_tok_start * hidden,
-        c.idx_img_tok_end * hidden,
-      );
+      const merged = input.embeddings.data.subarray(c.idx_img_tok_start * hidden, c.idx_img_tok_end * hidden);
       let worst = 0;
       merged.forEach((v, i) => {
         worst = Math.max(worst, Math.abs(v - c.image_features.data[i]));

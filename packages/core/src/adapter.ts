@@ -56,11 +56,7 @@ export interface FamilyModel {
   tokenStrings(ids: readonly number[]): string[];
   decode(ids: readonly number[]): string;
   /** Greedy decoding with the KV cache; stops at EOS (not returned) or after `maxNewTokens`. */
-  generate(
-    input: PreparedInput,
-    maxNewTokens: number,
-    onProgress?: ProgressCallback,
-  ): Promise<number[]>;
+  generate(input: PreparedInput, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]>;
   /**
    * Teacher-forced explain runs of the augmented decoder: one pass (`single`)
    * or the authors' loop of one run per token (`stepwise`), same numbers.

@@ -41,11 +41,7 @@ export interface DexarMaps {
  * maps, token weights and sentence maps, in one of the two compat modes of
  * dexar-algorithm.md. Reads the input twice and never copies it.
  */
-export function aggregate(
-  gradients: GradientRows,
-  layout: TokenLayout,
-  options: DexarOptionsInput = {},
-): DexarMaps {
+export function aggregate(gradients: GradientRows, layout: TokenLayout, options: DexarOptionsInput = {}): DexarMaps {
   const opts = parseOptions(options);
   const { rows } = gradients;
   if (rows.dims.length !== 4) {
@@ -208,14 +204,7 @@ function minMaxNormalize(map: Float64Array, constantToZero: boolean): void {
   }
 }
 
-function assertFinite(
-  data: FloatData,
-  base: number,
-  count: number,
-  step: number,
-  layer: number,
-  head: number,
-) {
+function assertFinite(data: FloatData, base: number, count: number, step: number, layer: number, head: number) {
   // A sum is finite exactly when every float32 term is: one cheap pass, and the slow search only on failure.
   let sum = 0;
   for (let k = base; k < base + count; k++) sum += data[k];

@@ -50,14 +50,7 @@ export function validateLayout(layout: TokenLayout, steps: number, keysAxis: num
   const fail = (what: string) => {
     throw new DexarError('invalid-input', `invalid token layout: ${what}`);
   };
-  if (
-    !(
-      grid.height > 0 &&
-      grid.width > 0 &&
-      Number.isInteger(grid.height) &&
-      Number.isInteger(grid.width)
-    )
-  ) {
+  if (!(grid.height > 0 && grid.width > 0 && Number.isInteger(grid.height) && Number.isInteger(grid.width))) {
     fail(`grid ${grid.height} x ${grid.width} must be positive integers`);
   }
   if (imageKeys.end - imageKeys.start !== grid.height * grid.width || imageKeys.start < 0) {
@@ -66,20 +59,14 @@ export function validateLayout(layout: TokenLayout, steps: number, keysAxis: num
     );
   }
   if (keyCounts.length !== steps || textKeys.length !== steps) {
-    fail(
-      `${steps} gradient steps but ${keyCounts.length} key counts and ${textKeys.length} text key sets`,
-    );
+    fail(`${steps} gradient steps but ${keyCounts.length} key counts and ${textKeys.length} text key sets`);
   }
   keyCounts.forEach((count, n) => {
-    if (count > keysAxis)
-      fail(`step ${n} sees ${count} keys but the gradient rows hold only ${keysAxis}`);
-    if (imageKeys.end > count)
-      fail(`step ${n} sees ${count} keys, fewer than the image keys end ${imageKeys.end}`);
+    if (count > keysAxis) fail(`step ${n} sees ${count} keys but the gradient rows hold only ${keysAxis}`);
+    if (imageKeys.end > count) fail(`step ${n} sees ${count} keys, fewer than the image keys end ${imageKeys.end}`);
     for (const k of textKeys[n] ?? []) {
-      if (!(k >= 0 && k < count))
-        fail(`text key ${k} of step ${n} is outside its ${count} visible keys`);
-      if (k >= imageKeys.start && k < imageKeys.end)
-        fail(`text key ${k} of step ${n} is an image key`);
+      if (!(k >= 0 && k < count)) fail(`text key ${k} of step ${n} is outside its ${count} visible keys`);
+      if (k >= imageKeys.start && k < imageKeys.end) fail(`text key ${k} of step ${n} is an image key`);
     }
   });
 }

@@ -18,9 +18,7 @@ export const ExplanationSchema = z
     method: z.string().min(1),
     model: z.strictObject({ family: z.string(), path: z.string().optional() }).optional(),
     prompt: z.string().optional(),
-    image: z
-      .strictObject({ width: z.number().int().positive(), height: z.number().int().positive() })
-      .optional(),
+    image: z.strictObject({ width: z.number().int().positive(), height: z.number().int().positive() }).optional(),
     options: DexarOptionsSchema,
     layersUsed: z.array(z.number().int().nonnegative()).min(1),
     grid: z.strictObject({
@@ -60,11 +58,9 @@ export const ExplanationSchema = z
       ['perTokenHeatmapsUnfiltered', r.perTokenHeatmapsUnfiltered],
     ] as const) {
       if (maps.length !== T) bad(`${name} has ${maps.length} maps for ${T} tokens`);
-      if (maps.some((m) => !isGrid(m, height, width)))
-        bad(`${name} maps must be ${height} x ${width}`);
+      if (maps.some((m) => !isGrid(m, height, width))) bad(`${name} maps must be ${height} x ${width}`);
     }
-    if (!isGrid(r.sentenceHeatmap, height, width))
-      bad(`sentenceHeatmap must be ${height} x ${width}`);
+    if (!isGrid(r.sentenceHeatmap, height, width)) bad(`sentenceHeatmap must be ${height} x ${width}`);
     if (!isGrid(r.sentenceHeatmapUnfiltered, height, width)) {
       bad(`sentenceHeatmapUnfiltered must be ${height} x ${width}`);
     }
@@ -97,9 +93,7 @@ export function toExplanation(maps: DexarMaps, meta: ExplanationMeta): Explanati
   const { height, width } = maps.grid;
   const N = height * width;
   const grid = (flat: Float64Array, offset: number) =>
-    Array.from({ length: height }, (_, r) =>
-      Array.from(flat.subarray(offset + r * width, offset + (r + 1) * width)),
-    );
+    Array.from({ length: height }, (_, r) => Array.from(flat.subarray(offset + r * width, offset + (r + 1) * width)));
   const T = maps.tokenWeights.length;
   const Lu = maps.layersUsed.length;
   const H = maps.numHeads;
@@ -115,9 +109,7 @@ export function toExplanation(maps: DexarMaps, meta: ExplanationMeta): Explanati
     tokens: [...meta.tokens],
     tokenIds: [...meta.tokenIds],
     perTokenHeatmaps: Array.from({ length: T }, (_, n) => grid(maps.perToken, n * N)),
-    perTokenHeatmapsUnfiltered: Array.from({ length: T }, (_, n) =>
-      grid(maps.perTokenUnfiltered, n * N),
-    ),
+    perTokenHeatmapsUnfiltered: Array.from({ length: T }, (_, n) => grid(maps.perTokenUnfiltered, n * N)),
     tokenWeights: Array.from(maps.tokenWeights),
     sentenceHeatmap: grid(maps.sentence, 0),
     sentenceHeatmapUnfiltered: grid(maps.sentenceUnfiltered, 0),

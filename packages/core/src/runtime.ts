@@ -42,12 +42,7 @@ export interface Backend {
   /** Decodes PNG, JPEG or WebP bytes to RGBA with EXIF orientation applied. */
   decodeImage(bytes: Uint8Array): Promise<RgbaImage>;
   /** Resizes RGBA with PIL's filter semantics (antialiased when shrinking). */
-  resizeImage(
-    image: RgbaImage,
-    width: number,
-    height: number,
-    filter: ResizeFilter,
-  ): Promise<RgbaImage>;
+  resizeImage(image: RgbaImage, width: number, height: number, filter: ResizeFilter): Promise<RgbaImage>;
 }
 
 export async function readText(folder: ModelFolder, path: string): Promise<string> {

@@ -9,20 +9,12 @@ export interface Tensor<D extends TensorData = TensorData> {
 }
 
 export type FloatData = Float32Array | Float64Array;
-export type TensorData =
-  | FloatData
-  | Int32Array
-  | BigInt64Array
-  | Uint8Array
-  | Uint16Array
-  | Int8Array;
+export type TensorData = FloatData | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Int8Array;
 
 export function tensor<D extends TensorData>(data: D, dims: readonly number[]): Tensor<D> {
   const size = dims.reduce((a, b) => a * b, 1);
   if (size !== data.length) {
-    throw new RangeError(
-      `tensor: dims [${dims.join(', ')}] hold ${size} values but data has ${data.length}`,
-    );
+    throw new RangeError(`tensor: dims [${dims.join(', ')}] hold ${size} values but data has ${data.length}`);
   }
   return { data, dims };
 }

@@ -16,8 +16,7 @@ const TOLERANCE = 1e-5; // conformance/README.md: from raw.grad_rows, final maps
 function maxAbsDiff(actual: ArrayLike<number>, expected: number[]): number {
   expect(actual.length).toBe(expected.length);
   let worst = 0;
-  for (let i = 0; i < expected.length; i++)
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
   return worst;
 }
 
@@ -31,14 +30,10 @@ describe.each(conformanceCases)('conformance %s', (name) => {
         compat,
       });
       expect(maxAbsDiff(maps.perToken, ref.per_token_heatmaps.flat(2))).toBeLessThan(TOLERANCE);
-      expect(
-        maxAbsDiff(maps.perTokenUnfiltered, ref.per_token_heatmaps_unfiltered.flat(2)),
-      ).toBeLessThan(TOLERANCE);
+      expect(maxAbsDiff(maps.perTokenUnfiltered, ref.per_token_heatmaps_unfiltered.flat(2))).toBeLessThan(TOLERANCE);
       expect(maxAbsDiff(maps.tokenWeights, ref.token_weights)).toBeLessThan(TOLERANCE);
       expect(maxAbsDiff(maps.sentence, ref.sentence_heatmap.flat())).toBeLessThan(TOLERANCE);
-      expect(
-        maxAbsDiff(maps.sentenceUnfiltered, ref.sentence_heatmap_unfiltered.flat()),
-      ).toBeLessThan(TOLERANCE);
+      expect(maxAbsDiff(maps.sentenceUnfiltered, ref.sentence_heatmap_unfiltered.flat())).toBeLessThan(TOLERANCE);
       expect(maxAbsDiff(maps.headWeights, ref.head_filter_weights.flat(2))).toBeLessThan(TOLERANCE);
       expect(maps.layersUsed).toEqual(layerIndex === 0 ? [0, 1, 2, 3] : [2, 3]);
     });
@@ -55,9 +50,7 @@ describe.each(conformanceCases)('conformance %s', (name) => {
         maps.headWeights.subarray(n * 4 * H, (n + 1) * 4 * H).every((w) => w === 0),
       );
       if (silent === undefined) continue;
-      expect(
-        Array.from(maps.perToken.subarray(silent * 64, (silent + 1) * 64)).every((v) => v === 0),
-      ).toBe(true);
+      expect(Array.from(maps.perToken.subarray(silent * 64, (silent + 1) * 64)).every((v) => v === 0)).toBe(true);
       expect(maps.tokenWeights[silent]).toBe(0);
     }
   });
@@ -78,10 +71,7 @@ describe.each(conformanceCases)('conformance %s', (name) => {
 });
 
 /** A synthetic case: `T` steps over `2 + 4` keys (2 text keys, then a 2 x 2 image), one layer, `H` heads. */
-function synthetic(
-  values: number[][][],
-  numLayers = 1,
-): { gradients: GradientRows; layout: TokenLayout } {
+function synthetic(values: number[][][], numLayers = 1): { gradients: GradientRows; layout: TokenLayout } {
   const T = values.length;
   const H = values[0].length;
   const K = 6;
@@ -163,30 +153,23 @@ describe('edge cases', () => {
     expect(() => aggregate(gradients, layout, { layerIndex: 0 })).toThrowError(/layer 0 is needed/);
   });
 
-  it.each([Number.NaN, Number.POSITIVE_INFINITY])(
-    'names token and layer when the rows hold %s',
-    (bad) => {
-      const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]], [[0, 0, 1, bad, 0, 0]]], 3);
-      expect(() => aggregate(gradients, layout, { layerIndex: -1 })).toThrowError(
-        new RegExp(`token 1, layer 2, head 0 holds ${bad} at key 3`),
-      );
-    },
-  );
+  it.each([Number.NaN, Number.POSITIVE_INFINITY])('names token and layer when the rows hold %s', (bad) => {
+    const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]], [[0, 0, 1, bad, 0, 0]]], 3);
+    expect(() => aggregate(gradients, layout, { layerIndex: -1 })).toThrowError(
+      new RegExp(`token 1, layer 2, head 0 holds ${bad} at key 3`),
+    );
+  });
 
   it('rejects invalid options with a one-line message', () => {
     const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
-    expect(() => aggregate(gradients, layout, { topK: 0 })).toThrowError(
-      /invalid DEX-AR options: topK/,
-    );
-    expect(() => aggregate(gradients, layout, { compat: 'nope' as 'paper' })).toThrowError(
-      /compat/,
-    );
+    expect(() => aggregate(gradients, layout, { topK: 0 })).toThrowError(/invalid DEX-AR options: topK/);
+    expect(() => aggregate(gradients, layout, { compat: 'nope' as 'paper' })).toThrowError(/compat/);
   });
 
   it('rejects a layout whose grid does not match the image keys', () => {
     const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
-    expect(() =>
-      aggregate(gradients, { ...layout, grid: { height: 3, width: 3 } }, { layerIndex: 0 }),
-    ).toThrowError(/image keys \[2, 6\) hold 4 positions but the grid 3 x 3 needs 9/);
+    expect(() => aggregate(gradients, { ...layout, grid: { height: 3, width: 3 } }, { layerIndex: 0 })).toThrowError(
+      /image keys \[2, 6\) hold 4 positions but the grid 3 x 3 needs 9/,
+    );
   });
 });

@@ -1,12 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import {
-  type Compat,
-  causalTextKeys,
-  type GradientRows,
-  type TokenLayout,
-  tensor,
-} from '../src/index.js';
+import { type Compat, causalTextKeys, type GradientRows, type TokenLayout, tensor } from '../src/index.js';
 
 /** One reference case of the authors' algorithm (see conformance/README.md for every field). */
 export interface ConformanceCase {
@@ -57,9 +51,7 @@ export function gradientRowsOf(c: ConformanceCase, compat: Compat): GradientRows
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
         const row =
-          compat === 'paper' && l === L - 1
-            ? c.raw.grad_rows_clean_last_layer[n][h]
-            : c.raw.grad_rows[n][l][h];
+          compat === 'paper' && l === L - 1 ? c.raw.grad_rows_clean_last_layer[n][h] : c.raw.grad_rows[n][l][h];
         data.set(row, ((n * L + l) * H + h) * K);
       }
     }
@@ -78,10 +70,6 @@ export function layoutOf(c: ConformanceCase, compat: Compat): TokenLayout {
     imageKeys,
     grid: { height: c.grid[0], width: c.grid[1] },
     keyCounts: c.seq_len_per_step,
-    textKeys: causalTextKeys(
-      c.seq_len_per_step,
-      imageKeys,
-      compat === 'official' ? [c.skipped_text_position] : [],
-    ),
+    textKeys: causalTextKeys(c.seq_len_per_step, imageKeys, compat === 'official' ? [c.skipped_text_position] : []),
   };
 }

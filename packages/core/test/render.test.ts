@@ -5,9 +5,7 @@ describe('upsampleBilinear', () => {
   it('matches PyTorch interpolate(bilinear, align_corners=False) on a 2 x 2 map', () => {
     const out = upsampleBilinear([1, 2, 3, 4], { height: 2, width: 2 }, 4, 4);
     // torch.nn.functional.interpolate(torch.tensor([[[[1., 2.], [3., 4.]]]]), size=4, mode='bilinear')
-    expect(Array.from(out)).toEqual([
-      1, 1.25, 1.75, 2, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3, 3.25, 3.75, 4,
-    ]);
+    expect(Array.from(out)).toEqual([1, 1.25, 1.75, 2, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3, 3.25, 3.75, 4]);
   });
 
   it('keeps a map of the output size unchanged and handles non-square grids', () => {
@@ -39,17 +37,10 @@ describe('overlayHeatmap', () => {
   const grid = { height: 1, width: 2 };
 
   it('leaves the image as it is at alpha 0 and shows only the heatmap at alpha 1', () => {
-    expect(Array.from(overlayHeatmap(image, [0, 1], grid, { alpha: 0 }).data)).toEqual(
-      Array.from(image.data),
-    );
+    expect(Array.from(overlayHeatmap(image, [0, 1], grid, { alpha: 0 }).data)).toEqual(Array.from(image.data));
     const heat = renderHeatmap([0, 1], grid, 2, 1);
     const full = overlayHeatmap(image, [0, 1], grid, { alpha: 1 });
-    expect(Array.from(full.data)).toEqual([
-      ...heat.data.subarray(0, 3),
-      255,
-      ...heat.data.subarray(4, 7),
-      128,
-    ]);
+    expect(Array.from(full.data)).toEqual([...heat.data.subarray(0, 3), 255, ...heat.data.subarray(4, 7), 128]);
   });
 
   it('blends linearly in between', () => {

@@ -16,12 +16,7 @@ import {
 } from '@dexar/core';
 import { buildExplainGraph, explainGraphKey, readModel, writeModel } from '@dexar/onnx-graph';
 import type { z } from 'zod';
-import {
-  type ExplainRequest,
-  ExplainRequestSchema,
-  type GenerateRequest,
-  GenerateRequestSchema,
-} from './request.js';
+import { type ExplainRequest, ExplainRequestSchema, type GenerateRequest, GenerateRequestSchema } from './request.js';
 
 export interface OpenOptions {
   backend: Backend;
@@ -110,9 +105,7 @@ export class Explainer {
   }
 
   /** Builds (or finds in the cache) the explain graph for a layer index and compat mode; returns its path. */
-  async prepare(
-    request: { layerIndex?: number; compat?: 'official' | 'paper' } = {},
-  ): Promise<string> {
+  async prepare(request: { layerIndex?: number; compat?: 'official' | 'paper' } = {}): Promise<string> {
     const options = parseOptions(request);
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
     await this.explainSession(layers, options.compat);
@@ -125,10 +118,7 @@ export class Explainer {
     await this.model.release();
   }
 
-  private async targetOf(
-    input: Parameters<FamilyModel['generate']>[0],
-    r: z.output<typeof ExplainRequestSchema>,
-  ) {
+  private async targetOf(input: Parameters<FamilyModel['generate']>[0], r: z.output<typeof ExplainRequestSchema>) {
     if (r.targetIds !== undefined || r.target !== undefined) {
       const ids = r.targetIds ?? this.model.tokenizeTarget(r.target ?? '');
       if (ids.length === 0) {
@@ -202,10 +192,7 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new DexarError(
-      'invalid-options',
-      `invalid request: ${issue?.path.join('.') || 'value'}: ${issue?.message}`,
-    );
+    throw new DexarError('invalid-options', `invalid request: ${issue?.path.join('.') || 'value'}: ${issue?.message}`);
   }
   return parsed.data;
 }

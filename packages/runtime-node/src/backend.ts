@@ -1,10 +1,4 @@
-import {
-  type Backend,
-  DexarError,
-  type ModelFolder,
-  type Session,
-  type TypedTensor,
-} from '@dexar/core';
+import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
 import * as ort from 'onnxruntime-node';
 import { NodeModelFolder } from './folder.js';
 import { decodeImage, resizeImage } from './image.js';
@@ -23,9 +17,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
     name: `onnxruntime-node (${executionProvider})`,
     async createSession(folder: ModelFolder, path: string): Promise<Session> {
       if (!(folder instanceof NodeModelFolder)) {
-        throw new TypeError(
-          'the Node backend opens sessions from folders made by openModelFolder()',
-        );
+        throw new TypeError('the Node backend opens sessions from folders made by openModelFolder()');
       }
       const file = folder.filePath(path);
       if (!(await folder.exists(path))) {
@@ -43,10 +35,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
         return {
           inputNames: session.inputNames,
           outputNames: session.outputNames,
-          run: (feeds) =>
-            session.run(feeds as Record<string, ort.Tensor>) as Promise<
-              Record<string, TypedTensor>
-            >,
+          run: (feeds) => session.run(feeds as Record<string, ort.Tensor>) as Promise<Record<string, TypedTensor>>,
           release: () => session.release(),
         };
       } catch (error) {
@@ -63,11 +52,8 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
         });
       }
     },
-    tensor: (
-      type: string,
-      data: Float32Array | BigInt64Array | Uint8Array,
-      dims: readonly number[],
-    ) => new ort.Tensor(type as 'float32', data as Float32Array, dims),
+    tensor: (type: string, data: Float32Array | BigInt64Array | Uint8Array, dims: readonly number[]) =>
+      new ort.Tensor(type as 'float32', data as Float32Array, dims),
     decodeImage,
     resizeImage,
   } as Backend;

@@ -4,16 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { DexarError, type ModelFolder } from '@dexar/core';
 
 /** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (`decoder_model_merged_fp16.onnx`). */
-export type Variant =
-  | 'fp32'
-  | 'fp16'
-  | 'q4'
-  | 'q8'
-  | 'quantized'
-  | 'int8'
-  | 'uint8'
-  | 'bnb4'
-  | 'q4f16';
+export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
 
 /** A model directory on disk. A variant rewrites `onnx/NAME.onnx` to `onnx/NAME_<variant>.onnx`. */
 export class NodeModelFolder implements ModelFolder {
@@ -60,10 +51,7 @@ export class NodeModelFolder implements ModelFolder {
 }
 
 /** Opens a model directory, failing with a one-line error when it is not one. */
-export async function openModelFolder(
-  directory: string,
-  variant: Variant = 'fp32',
-): Promise<NodeModelFolder> {
+export async function openModelFolder(directory: string, variant: Variant = 'fp32'): Promise<NodeModelFolder> {
   const info = await stat(directory).catch(() => undefined);
   if (!info?.isDirectory()) {
     throw new DexarError(

@@ -4,11 +4,7 @@ import sharp from 'sharp';
 /** Decodes PNG, JPEG or WebP to RGBA, applying EXIF orientation. */
 export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
   try {
-    const { data, info } = await sharp(bytes)
-      .rotate()
-      .ensureAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(bytes).rotate().ensureAlpha().raw().toBuffer({ resolveWithObject: true });
     return {
       width: info.width,
       height: info.height,

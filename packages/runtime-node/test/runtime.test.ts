@@ -61,9 +61,7 @@ describe('images', () => {
 describe('model folders', () => {
   it('maps a variant to its file name, but not derived explain graphs', () => {
     const folder = new NodeModelFolder('/m', 'fp16');
-    expect(folder.filePath('onnx/decoder_model_merged.onnx')).toBe(
-      '/m/onnx/decoder_model_merged_fp16.onnx',
-    );
+    expect(folder.filePath('onnx/decoder_model_merged.onnx')).toBe('/m/onnx/decoder_model_merged_fp16.onnx');
     expect(folder.filePath('onnx/decoder_model_merged.dexar-0a1b.onnx')).toBe(
       '/m/onnx/decoder_model_merged.dexar-0a1b.onnx',
     );
@@ -88,10 +86,7 @@ describe('model folders', () => {
 describe('sessions', () => {
   it('opens a graph of a model folder and runs it', async () => {
     const backend = nodeBackend({ threads: 1 });
-    const session = await backend.createSession(
-      await openModelFolder(llavaTiny),
-      'onnx/embed_tokens.onnx',
-    );
+    const session = await backend.createSession(await openModelFolder(llavaTiny), 'onnx/embed_tokens.onnx');
     const out = await session.run({
       input_ids: backend.tensor('int64', new BigInt64Array([1n, 2n]), [1, 2]),
     });

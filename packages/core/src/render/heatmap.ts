@@ -24,21 +24,11 @@ const colormaps: Record<ColormapName, (t: number) => Rgb> = {
   // Turbo, perceptually smoother than jet: the published degree-5 polynomial fit (Mikhailov, 2019).
   turbo: (t) => [
     clamp01(
-      0.13572138 +
-        t *
-          (4.6153926 +
-            t * (-42.66032258 + t * (132.13108234 + t * (-152.94239396 + t * 59.28637943)))),
+      0.13572138 + t * (4.6153926 + t * (-42.66032258 + t * (132.13108234 + t * (-152.94239396 + t * 59.28637943)))),
     ),
+    clamp01(0.09140261 + t * (2.19418839 + t * (4.84296658 + t * (-14.18503333 + t * (4.27729857 + t * 2.82956604))))),
     clamp01(
-      0.09140261 +
-        t *
-          (2.19418839 + t * (4.84296658 + t * (-14.18503333 + t * (4.27729857 + t * 2.82956604)))),
-    ),
-    clamp01(
-      0.1066733 +
-        t *
-          (12.64194608 +
-            t * (-60.58204836 + t * (110.36276771 + t * (-89.90310912 + t * 27.34824973)))),
+      0.1066733 + t * (12.64194608 + t * (-60.58204836 + t * (110.36276771 + t * (-89.90310912 + t * 27.34824973)))),
     ),
   ],
 };
@@ -59,12 +49,7 @@ export function colormapTable(name: ColormapName): Uint8Array {
  * centres (PyTorch `interpolate(..., align_corners=False)`), so each patch's
  * value sits at the centre of the image area it covers.
  */
-export function upsampleBilinear(
-  map: ArrayLike<number>,
-  grid: Grid,
-  width: number,
-  height: number,
-): Float32Array {
+export function upsampleBilinear(map: ArrayLike<number>, grid: Grid, width: number, height: number): Float32Array {
   const { height: gh, width: gw } = grid;
   const out = new Float32Array(width * height);
   const sy = gh / height;

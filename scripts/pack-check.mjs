@@ -23,18 +23,11 @@ try {
   });
   const app = join(work, 'app');
   execFileSync('mkdir', ['-p', app]);
-  writeFileSync(
-    join(app, 'package.json'),
-    JSON.stringify({ name: 'pack-check', private: true, type: 'module' }),
-  );
-  execFileSync(
-    'npm',
-    ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs],
-    {
-      cwd: app,
-      stdio: 'inherit',
-    },
-  );
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'pack-check', private: true, type: 'module' }));
+  execFileSync('npm', ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs], {
+    cwd: app,
+    stdio: 'inherit',
+  });
   for (const { manifest } of packages) {
     const script = `const m = await import(${JSON.stringify(manifest.name)}); const n = Object.keys(m).length; if (!n) throw new Error('no exports'); console.log('${manifest.name}: ' + n + ' exports');`;
     execFileSync('node', ['--input-type=module', '-e', script], { cwd: app, stdio: 'inherit' });

@@ -1,3 +1,4 @@
 import { defineProject } from 'vitest/config';
 
-export default defineProject({ test: { name: 'onnx-graph' } });
+// End-to-end tests build explain graphs and run onnxruntime sessions: allow them a minute.
+export default defineProject({ test: { name: 'onnx-graph', testTimeout: 60_000 } });

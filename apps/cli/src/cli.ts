@@ -56,6 +56,18 @@ const options = {
 
 class UsageError extends Error {}
 
+/** `--layer-index -2` as `--layer-index=-2`: parseArgs takes a value starting with "-" for an option. */
+function joinNegativeValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = argv[i].startsWith('--') ? argv[i].slice(2) : '';
+    const option = (options as Record<string, { type: string }>)[name];
+    if (option?.type === 'string' && /^-\d/.test(argv[i + 1] ?? '')) out.push(`${argv[i]}=${argv[++i]}`);
+    else out.push(argv[i]);
+  }
+  return out;
+}
+
 function integer(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} takes an integer, got ${JSON.stringify(value)}`);
@@ -74,7 +86,7 @@ export async function main(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
     const { values, positionals } = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       options,
       allowPositionals: true,
       strict: true,

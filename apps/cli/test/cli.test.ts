@@ -160,4 +160,23 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     );
     expect(debug.stderr.split('\n').length).toBeGreaterThan(2);
   });
+
+  it('exits 1 with one line naming the problem for a decoder without an attention pattern', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dexar-graph-'));
+    await cp(llavaTiny, dir, { recursive: true });
+    await cp(join(llavaTiny, 'onnx/embed_tokens.onnx'), join(dir, 'onnx/decoder_model_merged.onnx'));
+    const run = await dexar(
+      'explain',
+      '--model',
+      dir,
+      '--image',
+      join(referenceCase, 'image.png'),
+      '--target',
+      'a red circle',
+      '--quiet',
+    );
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/dexar: error: .*decoder_model_merged\.onnx: .*(attention|Softmax)/i);
+  });
 });

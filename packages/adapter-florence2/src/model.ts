@@ -6,7 +6,6 @@ import {
   eosTokenIds,
   greedyDecode,
   LazyDecoder,
-  nextCache,
   parseConfig,
   pixelValues,
   sliceEmbeddings,

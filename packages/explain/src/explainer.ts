@@ -14,7 +14,7 @@ import {
   type Session,
   toExplanation,
 } from '@dexar/core';
-import { buildExplainGraph, explainGraphKey, readModel, writeModel } from '@dexar/onnx-graph';
+import { buildExplainGraph, explainCacheKey, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
 import type { z } from 'zod';
 import { type ExplainRequest, ExplainRequestSchema, type GenerateRequest, GenerateRequestSchema } from './request.js';
 
@@ -90,7 +90,7 @@ export class Explainer {
       model: { family: this.model.family, path: this.folder.location },
       prompt: r.prompt,
       image: input.image,
-      includeHeadWeights: r.returnRaw,
+      includeHeadWeights: r.returnRaw || r.headWeights,
       ...(r.returnRaw
         ? {
             raw: {
@@ -143,7 +143,7 @@ export class Explainer {
 
   private async cacheKey(layers: number[], compat: 'official' | 'paper'): Promise<string> {
     this.decoderBytes ??= this.folder.readBytes(this.model.decoder.path);
-    return explainGraphKey(await this.decoderBytes, {
+    return explainCacheKey(await this.decoderBytes, {
       layers,
       compat,
       attention: this.model.decoder.attention,
@@ -174,17 +174,30 @@ export class Explainer {
         stage: 'load',
         detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat})`,
       });
-      const source = readModel(await this.folder.readBytes(this.model.decoder.path));
-      const explainGraph = buildExplainGraph(source, {
+      const explainGraph = buildGraph(await this.folder.readBytes(this.model.decoder.path), {
         layers,
         compat,
         attention: this.model.decoder.attention,
+        location: `${this.folder.location}/${this.model.decoder.path}`,
       });
       await this.folder.writeBytes(path, writeModel(explainGraph.model));
       session = await this.backend.createSession(this.folder, path);
     }
     this.explainSessions.set(key, session);
     return session;
+  }
+}
+
+/** onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line. */
+function buildGraph(bytes: Uint8Array, options: Parameters<typeof buildExplainGraph>[1] & { location: string }) {
+  const { location, ...explainOptions } = options;
+  try {
+    return buildExplainGraph(readModel(bytes), explainOptions);
+  } catch (error) {
+    if (error instanceof OnnxGraphError) {
+      throw new DexarError('unsupported-graph', `${location}: ${error.message}`, { cause: error });
+    }
+    throw error;
   }
 }
 

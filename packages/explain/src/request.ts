@@ -12,6 +12,8 @@ export const ExplainRequestSchema = DexarOptionsSchema.extend({
   strategy: z.enum(['single', 'stepwise']).default('single'),
   /** Add the raw gradient and attention rows and the head weights to the result. */
   returnRaw: z.boolean().default(false),
+  /** Add the head weights (`[T][layersUsed][H]`, paper Eq. 5) without the raw rows, which can be large. */
+  headWeights: z.boolean().default(false),
 });
 export type ExplainRequest = z.input<typeof ExplainRequestSchema>;
 

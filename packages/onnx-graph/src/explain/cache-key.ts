@@ -1,0 +1,40 @@
+import type { ExplainOptions } from './explain.js';
+
+/**
+ * Version of the explain-graph construction. Bump it whenever the emitted graph changes, so caches
+ * keyed by `explainCacheKey` are invalidated.
+ */
+export const EXPLAIN_GRAPH_VERSION = 1;
+
+interface SubtleLike {
+  digest(algorithm: string, data: Uint8Array): Promise<ArrayBuffer>;
+}
+
+function subtle(): SubtleLike {
+  const c = (globalThis as { crypto?: { subtle?: SubtleLike } }).crypto;
+  if (!c?.subtle) {
+    throw new Error('Web Crypto (globalThis.crypto.subtle) is not available; use Node 20+ or a secure browser context');
+  }
+  return c.subtle;
+}
+
+/**
+ * A stable cache key for the explain graph of a source decoder: SHA-256 (Web Crypto) over the SHA-256 of
+ * the source graph bytes, the normalised options and the construction version, as 64 hex characters. The
+ * weights are not hashed when they are external data (the explain graph references the same files).
+ */
+export async function explainCacheKey(sourceBytes: Uint8Array, options: ExplainOptions): Promise<string> {
+  const opts = JSON.stringify({
+    v: EXPLAIN_GRAPH_VERSION,
+    layers: [...options.layers],
+    compat: options.compat,
+    attention: options.attention,
+  });
+  const source = new Uint8Array(await subtle().digest('SHA-256', sourceBytes));
+  const tail = new TextEncoder().encode(`\u0000dexar-explain\u0000${opts}`);
+  const data = new Uint8Array(source.byteLength + tail.byteLength);
+  data.set(source, 0);
+  data.set(tail, source.byteLength);
+  const digest = new Uint8Array(await subtle().digest('SHA-256', data));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}

@@ -1,0 +1,275 @@
+import { buildGradient } from '../autodiff/gradient.js';
+import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '../errors.js';
+import { GraphBuilder } from '../graph/builder.js';
+import { formatShape } from '../graph/dims.js';
+import { addGraphInput, addGraphOutput } from '../graph/passes.js';
+import { type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
+import { type OnnxModel, readModel, writeModel } from '../model.js';
+import { tensorDims } from '../proto/tensor.js';
+import { DataType, type NodeProto } from '../proto/types.js';
+import { RowCloner } from './rows.js';
+
+/** Graph input / output names of the explain graph. */
+export const EXPLAIN_INPUTS = {
+  targetIds: 'dexar_target_ids',
+  queryPositions: 'dexar_query_positions',
+} as const;
+
+export const EXPLAIN_OUTPUTS = {
+  attentionRows: 'dexar_attention_rows',
+  gradientRows: 'dexar_gradient_rows',
+  logitLens: 'dexar_logit_lens',
+} as const;
+
+/** Symbolic size of the target axis in the explain graph's inputs and outputs. */
+export const TARGET_AXIS = 'dexar_num_targets';
+
+export interface ExplainOptions {
+  /** Absolute layer indices, ascending (e.g. `[22, 23, ..., 31]` for layerIndex -10 of 32). */
+  layers: readonly number[];
+  /**
+   * `official`: at the last layer the final norm is applied twice, as the authors' code does
+   * (HuggingFace's last hidden state is already normalised); `paper`: once.
+   */
+  compat: 'official' | 'paper';
+  /** `self` for decoder-only families; `cross` for Florence-2 (decoder cross-attention). */
+  attention: 'self' | 'cross';
+}
+
+export interface ExplainGraph {
+  /** The augmented model: the original outputs plus the DEX-AR outputs. */
+  model: OnnxModel;
+  inputs: { targetIds: string; queryPositions: string };
+  outputs: { attentionRows: string; gradientRows: string; logitLens: string };
+  /** The layers in output order (axis 1 of the outputs). */
+  layers: number[];
+  hooks: DecoderHooks;
+}
+
+function validate(options: ExplainOptions, layerCount: number): void {
+  if (!options || typeof options !== 'object') {
+    throw new InvalidOptionsError('buildExplainGraph needs options { layers, compat, attention }');
+  }
+  if (options.compat !== 'official' && options.compat !== 'paper') {
+    throw new InvalidOptionsError(`compat must be 'official' or 'paper', got ${JSON.stringify(options.compat)}`);
+  }
+  if (options.attention !== 'self' && options.attention !== 'cross') {
+    throw new InvalidOptionsError(`attention must be 'self' or 'cross', got ${JSON.stringify(options.attention)}`);
+  }
+  const layers = options.layers;
+  if (!Array.isArray(layers) || layers.length === 0) {
+    throw new InvalidOptionsError('layers must be a non-empty array of layer indices');
+  }
+  layers.forEach((l, i) => {
+    if (!Number.isInteger(l) || l < 0 || l >= layerCount) {
+      throw new InvalidOptionsError(`layer ${l} does not exist: the decoder has layers 0..${layerCount - 1}`);
+    }
+    if (i > 0 && l <= (layers[i - 1] as number)) {
+      throw new InvalidOptionsError(`layers must be ascending without repeats, got [${layers.join(', ')}]`);
+    }
+  });
+}
+
+/**
+ * Builds the DEX-AR "explain" graph from a decoder graph (see dexar-algorithm.md, "Why one forward
+ * pass is enough"). The returned model keeps every original input and output and adds:
+ *
+ * - inputs `dexar_target_ids` int64 [T] (the tokens y_n) and `dexar_query_positions` int64 [T]
+ *   (q_n, positions on this call's sequence axis);
+ * - `dexar_attention_rows` float32 [T, layers, H, K]: A_l[:, q_n, :];
+ * - `dexar_gradient_rows` float32 [T, layers, H, K]: d z_{n,l} / d A_l[:, q_n, :], unclamped;
+ * - `dexar_logit_lens` float32 [T, layers]: z_{n,l} = [W_lm FinalNorm(h_l[q_n])]_{y_n} (+ the
+ *   head's bias and soft-capping).
+ *
+ * K is the call's key length (past + current for self-attention, encoder length for cross). Work
+ * is proportional to T: per layer, the attention rows of the query positions are gathered, the
+ * layer's post-softmax subgraph is re-run on those rows only, the LM head is applied through the
+ * gathered target rows of its weight (never the full vocabulary product), and the backward pass
+ * runs through that clone only. The explain graph needs batch size 1.
+ */
+export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): ExplainGraph {
+  const model = readModel(writeModel(source));
+  const hooks = findDecoderHooks(model, { attention: options?.attention });
+  validate(options, hooks.layers.length);
+  const g = model.graph;
+  for (const name of [...Object.values(EXPLAIN_INPUTS), ...Object.values(EXPLAIN_OUTPUTS)]) {
+    if (g.hasTensor(name)) {
+      throw new InvalidOptionsError(`the model already has a tensor named ${name}; it is an explain graph already`);
+    }
+  }
+  addGraphInput(model, EXPLAIN_INPUTS.targetIds, DataType.INT64, [TARGET_AXIS]);
+  addGraphInput(model, EXPLAIN_INPUTS.queryPositions, DataType.INT64, [TARGET_AXIS]);
+  const b = new GraphBuilder(model, { prefix: 'dexar' });
+  const ids = EXPLAIN_INPUTS.targetIds;
+  const qpos = EXPLAIN_INPUTS.queryPositions;
+
+  // LM head rows of the targets: [T, D]
+  const head = hooks.lmHead;
+  const gathered =
+    head.layout === 'DxV'
+      ? b.op('Transpose', [b.op('Gather', [head.weight, ids], { axis: 1 })], { perm: [1, 0] })
+      : b.op('Gather', [head.weight, ids], { axis: 0 });
+  const selected = head.weightCast !== undefined ? b.cast(gathered, head.weightCast) : gathered;
+  const headType = b.dtype(selected);
+  const L = hooks.layers.length;
+  const finalNormNodes = hooks.finalNorm ? g.nodesBetween([hooks.finalNorm.input], [hooks.finalNorm.output]) : [];
+  const tailNodes = g.nodesBetween([head.output], [head.logits]);
+
+  const attnParts: string[] = [];
+  const gradParts: string[] = [];
+  const lensParts: string[] = [];
+  const rowsName = b.op('Shape', [qpos]);
+
+  for (const l of options.layers) {
+    const layer = hooks.layers[l];
+    if (!layer) throw new InvalidOptionsError(`layer ${l} does not exist`);
+    const A = layer.attentionProbs;
+    const shape = b.shape(A);
+    const rank = shape?.length;
+    const qSym = shape?.[shape.length - 2];
+    if (!shape || rank === undefined || rank < 3 || typeof qSym !== 'string') {
+      throw new UnsupportedModelError(
+        `layer ${l}: the attention probabilities ${A} have shape ${formatShape(shape)}; the query axis (second to last) must be a symbolic sequence length — export with dynamic axes`,
+      );
+    }
+    const prefix = `dexar/layer${l}`;
+    const lb = new GraphBuilder(model, { prefix, shapes: b.shapes });
+    const rows = lb.op('Gather', [A, qpos], { axis: rank - 2 }, { name: 'attention_rows' });
+
+    // the layer's post-softmax subgraph on the query rows
+    const cloner = new RowCloner(lb, {
+      qSym,
+      queryPositions: qpos,
+      prefix,
+      shared: [layer.values],
+      what: `layer ${l}`,
+    });
+    cloner.bind(A, rows);
+    cloner.cloneNodes(g.nodesBetween([A], [layer.layerOutput]));
+    let hidden = cloner.resolve(layer.layerOutput);
+    const hiddenShape = lb.shape(hidden);
+    if (hiddenShape?.includes(qSym)) {
+      throw new UnsupportedModelError(
+        `layer ${l}: the re-run of the layer on the query rows still has the full sequence axis ${formatShape(hiddenShape)}; a reshape in the layer bakes in the sequence length`,
+      );
+    }
+
+    // logit lens: final norm (twice at the last layer in official compat), then the target rows
+    if (hooks.finalNorm) {
+      const times = options.compat === 'official' && l === L - 1 ? 2 : 1;
+      for (let k = 0; k < times; k++) {
+        const normCloner = new RowCloner(lb, {
+          qSym,
+          queryPositions: qpos,
+          prefix: `${prefix}/final_norm${k}`,
+          what: 'the final norm',
+        });
+        normCloner.bind(hooks.finalNorm.input, hidden);
+        normCloner.cloneNodes(finalNormNodes);
+        hidden = normCloner.resolve(hooks.finalNorm.output);
+      }
+    }
+    const hiddenRank = lb.rank(hidden);
+    if (hiddenRank === undefined)
+      throw new UnsupportedModelError(`layer ${l}: the rank of the logit-lens input is unknown`);
+    let z = lb.reduce('ReduceSum', lb.op('Mul', [lb.cast(hidden, headType), selected]), [-1], false);
+    if (head.alpha !== 1) z = lb.op('Mul', [z, lb.scalarLike(head.alpha, z)]);
+    if (head.gemmBias) z = lb.op('Add', [z, vocabSlice(lb, head.gemmBias, head.vocabSize, ids, head.beta)]);
+    // the head's elementwise tail (bias, soft-capping) on the target logits
+    const tail = new RowCloner(lb, {
+      qSym,
+      queryPositions: qpos,
+      prefix: `${prefix}/head_tail`,
+      what: 'the LM head tail',
+    });
+    let cur = head.output;
+    tail.bind(cur, z);
+    for (const n of tailNodes) {
+      for (const i of n.input ?? []) {
+        if (i && i !== cur && g.constantTensor(i)) {
+          const t = g.constantTensor(i);
+          const dims = t ? tensorDims(t) : [];
+          if (dims.length > 0 && dims.at(-1) === head.vocabSize && head.vocabSize > 1) {
+            tail.bind(i, vocabSlice(lb, i, head.vocabSize, ids, 1));
+          }
+        }
+      }
+      tail.cloneNodes([n]);
+      cur = n.output?.[0] ?? '';
+    }
+    if (tailNodes.length) z = tail.resolve(cur);
+
+    const loss = lb.reduce('ReduceSum', z, undefined, false);
+    const grads = buildGradient(lb, { output: loss, wrt: [rows] });
+    const grad = grads.get(rows) as string;
+
+    const heads = shape[rank - 3];
+    const layout = (t: string) => {
+      // [.., T, K] -> [B*H, T, K] -> [T, H, K] (batch 1) -> [T, 1, H, K]
+      const merged = lb.op(
+        'Reshape',
+        [
+          t,
+          lb.op(
+            'Concat',
+            [
+              lb.int64s([typeof heads === 'number' && rank === 4 ? heads : -1]),
+              lb.op('Slice', [lb.shapeOf(t), lb.int64s([-2]), lb.int64s([rank])]),
+            ],
+            { axis: 0 },
+          ),
+        ],
+        {},
+        { name: 'explain_graph_requires_batch_size_1' },
+      );
+      const perT = lb.op('Transpose', [merged], { perm: [1, 0, 2] });
+      return lb.unsqueeze(lb.cast(perT, DataType.FLOAT), [1]);
+    };
+    attnParts.push(layout(rows));
+    gradParts.push(layout(grad));
+    const lens = lb.op(
+      'Reshape',
+      [lb.cast(z, DataType.FLOAT), rowsName],
+      {},
+      { name: 'explain_graph_requires_batch_size_1' },
+    );
+    lensParts.push(lb.unsqueeze(lens, [1]));
+  }
+
+  const concat = (parts: string[], name: string) => {
+    const t = parts.length === 1 ? (parts[0] as string) : b.op('Concat', parts, { axis: 1 });
+    g.addNode({ name: g.uniqueNodeName(`dexar/${name}`), opType: 'Identity', input: [t], output: [name] });
+    b.shapes.run([g.nodes[g.nodes.length - 1] as NodeProto]);
+  };
+  concat(attnParts, EXPLAIN_OUTPUTS.attentionRows);
+  concat(gradParts, EXPLAIN_OUTPUTS.gradientRows);
+  concat(lensParts, EXPLAIN_OUTPUTS.logitLens);
+  const firstShape = b.shape(hooks.layers[options.layers[0] as number]?.attentionProbs ?? '') ?? [];
+  const H = firstShape.length === 4 ? (firstShape[1] ?? null) : null;
+  const K = firstShape.at(-1) ?? null;
+  const used = options.layers.length;
+  addGraphOutput(model, EXPLAIN_OUTPUTS.attentionRows, DataType.FLOAT, [TARGET_AXIS, used, H, K]);
+  addGraphOutput(model, EXPLAIN_OUTPUTS.gradientRows, DataType.FLOAT, [TARGET_AXIS, used, H, K]);
+  addGraphOutput(model, EXPLAIN_OUTPUTS.logitLens, DataType.FLOAT, [TARGET_AXIS, used]);
+  model.proto.producerName = model.proto.producerName ? `${model.proto.producerName} + dexar` : 'dexar';
+  return {
+    model,
+    inputs: { ...EXPLAIN_INPUTS },
+    outputs: { ...EXPLAIN_OUTPUTS },
+    layers: [...options.layers],
+    hooks,
+  };
+}
+
+/** The target entries of a vocabulary-indexed constant (bias), flattened to [T], times `scale`. */
+function vocabSlice(b: GraphBuilder, t: string, vocab: number, ids: string, scale: number): string {
+  const dims = b.shape(t) ?? [];
+  if (dims.length === 0 || dims.at(-1) !== vocab) {
+    throw new HookNotFoundError(
+      `LM head constant ${t} ${formatShape(dims)} is not indexed by the vocabulary (${vocab})`,
+    );
+  }
+  const flat = b.op('Reshape', [t, b.int64s([-1])]);
+  const picked = b.op('Gather', [flat, ids], { axis: 0 });
+  return scale === 1 ? picked : b.op('Mul', [picked, b.scalarLike(scale, picked)]);
+}

@@ -1,0 +1,167 @@
+import { GraphError } from '../errors.js';
+import { OnnxModel } from '../model.js';
+import type { NodeProto, TensorProto, TypeProto, ValueInfoProto } from '../proto/types.js';
+import { GraphBuilder } from './builder.js';
+import type { Dim } from './dims.js';
+import { type Graph, nodeInputs } from './graph.js';
+import { ShapeInference } from './shapes.js';
+
+/** A TypeProto for a tensor with the given element type and symbolic dims (dims omitted: unknown shape). */
+export function tensorType(elemType: number, dims?: readonly Dim[]): TypeProto {
+  const tt: NonNullable<TypeProto['tensorType']> = { elemType };
+  if (dims) {
+    tt.shape = {
+      dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : d === null ? {} : { dimParam: d })),
+    };
+  }
+  return { tensorType: tt };
+}
+
+/** Declares a new graph input. */
+export function addGraphInput(model: OnnxModel, name: string, elemType: number, dims?: readonly Dim[]): void {
+  const g = model.graph;
+  if (g.hasTensor(name)) throw new GraphError(`cannot add graph input ${name}: the name is taken`);
+  (g.proto.input as ValueInfoProto[]).push({ name, type: tensorType(elemType, dims) });
+  g.invalidate();
+}
+
+/** Declares an existing tensor as a graph output. */
+export function addGraphOutput(model: OnnxModel, name: string, elemType: number, dims?: readonly Dim[]): void {
+  const g = model.graph;
+  if (!g.hasTensor(name)) throw new GraphError(`cannot output ${name}: no such tensor`);
+  if (g.isGraphOutput(name)) return;
+  (g.proto.output as ValueInfoProto[]).push({ name, type: tensorType(elemType, dims) });
+  g.invalidate();
+}
+
+export interface CloneOptions {
+  /** The tensor a cloned node reads in place of an original input ('' stays ''). */
+  mapInput: (tensor: string) => string;
+  /** Name for the clone of an original output tensor. */
+  renameOutput: (tensor: string) => string;
+  /** Name for the clone of a node (default: a unique variant of the original). */
+  renameNode?: (node: NodeProto) => string;
+}
+
+/**
+ * Appends copies of `nodes` (given in topological order) whose outputs get new names. Inputs
+ * produced by an earlier node of the set are rewired to the copies; other inputs go through
+ * `mapInput`. Returns original output name -> clone name.
+ */
+export function cloneNodes(graph: Graph, nodes: readonly NodeProto[], options: CloneOptions): Map<string, string> {
+  const renamed = new Map<string, string>();
+  for (const n of nodes) {
+    const input = (n.input ?? []).map((i) => (i === '' ? '' : (renamed.get(i) ?? options.mapInput(i))));
+    const output = (n.output ?? []).map((o) => {
+      if (!o) return '';
+      const name = options.renameOutput(o);
+      renamed.set(o, name);
+      return name;
+    });
+    const copy: NodeProto = {
+      name: options.renameNode
+        ? options.renameNode(n)
+        : graph.uniqueNodeName(n.name ? `${n.name}_clone` : `${n.opType}_clone`),
+      opType: n.opType ?? '',
+      input,
+      output,
+      attribute: [...(n.attribute ?? [])],
+    };
+    if (n.domain) copy.domain = n.domain;
+    graph.addNode(copy);
+  }
+  return renamed;
+}
+
+/**
+ * Extracts the subgraph that computes `outputs` from `inputs` as a new model (the slice between
+ * tensors). Graph inputs of the source that the slice still needs stay inputs; initializers are
+ * shared (external data stays external).
+ */
+export function extractSubgraph(model: OnnxModel, inputs: readonly string[], outputs: readonly string[]): OnnxModel {
+  const g = model.graph;
+  for (const t of [...inputs, ...outputs]) {
+    if (!g.hasTensor(t)) throw new GraphError(`cannot slice at ${t}: no such tensor`);
+  }
+  const stop = new Set(inputs);
+  const needed = g.ancestors(outputs, (t) => !stop.has(t));
+  const nodes = g.topologicalOrder().filter((n) => (n.output ?? []).some((o) => o && needed.has(o) && !stop.has(o)));
+  const used = new Set<string>();
+  for (const n of nodes) for (const i of nodeInputs(n)) used.add(i);
+  for (const o of outputs) used.add(o);
+  const shapes = new ShapeInference(g, model.opsetVersion() ?? 17);
+  const info = (t: string): ValueInfoProto => {
+    const declared = g.valueInfo(t);
+    if (declared?.type) return { name: t, type: declared.type };
+    const i = shapes.get(t);
+    if (i.type === undefined) throw new GraphError(`cannot slice at ${t}: its element type is unknown`);
+    return { name: t, type: tensorType(i.type, i.shape) };
+  };
+  const newInputs: ValueInfoProto[] = inputs.map(info);
+  for (const v of g.inputs) {
+    if (v.name && used.has(v.name) && !stop.has(v.name)) newInputs.push(v);
+  }
+  const initializers: TensorProto[] = (g.proto.initializer ?? []).filter(
+    (t) => t.name && used.has(t.name) && !stop.has(t.name),
+  );
+  return new OnnxModel({
+    irVersion: model.proto.irVersion ?? 8,
+    opsetImport: [...(model.proto.opsetImport ?? [])],
+    producerName: model.proto.producerName ?? '',
+    producerVersion: model.proto.producerVersion ?? '',
+    graph: {
+      name: `${g.proto.name ?? 'graph'}_slice`,
+      node: nodes.map((n) => ({ ...n })),
+      initializer: initializers,
+      input: newInputs,
+      output: outputs.map(info),
+    },
+  });
+}
+
+/**
+ * Replaces a node by the subgraph that `expand` emits (e.g. a fused op by primitive ops). `expand`
+ * receives a builder and the node's inputs and returns one tensor per node output; the original
+ * output names are kept (through Identity nodes) so consumers and graph outputs stay wired.
+ */
+export function replaceNode(
+  model: OnnxModel,
+  node: NodeProto,
+  expand: (b: GraphBuilder, inputs: readonly string[]) => readonly string[],
+  prefix = node.name || node.opType || 'expanded',
+): void {
+  const g = model.graph;
+  if (!g.nodes.includes(node)) throw new GraphError(`cannot replace node ${node.name}: it is not in the graph`);
+  const outs = [...(node.output ?? [])];
+  g.removeNodes([node]);
+  const b = new GraphBuilder(model, { prefix });
+  const produced = expand(b, node.input ?? []);
+  if (produced.length < outs.filter((o) => o).length) {
+    throw new GraphError(`expansion of ${node.name} returned ${produced.length} tensors for ${outs.length} outputs`);
+  }
+  outs.forEach((o, i) => {
+    if (!o) return;
+    g.addNode({
+      name: g.uniqueNodeName(`${prefix}/output_${i}`),
+      opType: 'Identity',
+      input: [produced[i] as string],
+      output: [o],
+    });
+  });
+  g.sortTopologically();
+}
+
+/**
+ * Makes the consumers of `from` read `to` instead (graph outputs keep their names). Nodes in
+ * `except` (e.g. the node computing `to` from `from`) keep reading `from`.
+ */
+export function redirectConsumers(graph: Graph, from: string, to: string, except: Iterable<NodeProto> = []): void {
+  if (!graph.hasTensor(to)) throw new GraphError(`cannot redirect ${from} to ${to}: no such tensor`);
+  const keep = new Set(except);
+  for (const n of graph.consumers(from)) {
+    if (keep.has(n)) continue;
+    n.input = (n.input ?? []).map((i) => (i === from ? to : i));
+  }
+  graph.invalidate();
+  graph.sortTopologically();
+}

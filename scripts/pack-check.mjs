@@ -2,13 +2,14 @@
 // empty folder: `pnpm pack` each one (workspace versions resolved), `npm
 // install` the tarballs together, then import each and check its exports.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
 const packages = readdirSync(join(root, 'packages'))
   .map((dir) => join(root, 'packages', dir))
+  .filter((dir) => existsSync(join(dir, 'package.json')))
   .map((dir) => ({ dir, manifest: JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) }))
   .filter(({ manifest }) => !manifest.private);
 

@@ -1,0 +1,48 @@
+import type { Compat, Explanation, ProgressEvent, RgbaImage } from '@dexar/core';
+import type { PickedFile, WebBackendInfo } from '@dexar/runtime-web';
+
+/** Messages between the page and the worker that runs the pipeline (so the page stays responsive). */
+
+export type ModelSource =
+  | { kind: 'url'; url: string }
+  | { kind: 'files'; files: PickedFile[]; name?: string }
+  | { kind: 'directory'; handle: FileSystemDirectoryHandle };
+
+export interface ExplainInput {
+  /** The image file's bytes (PNG, JPEG, WebP): decoded in the worker as the Node path decodes them. */
+  image: Uint8Array;
+  prompt: string;
+  /** Teacher-forced text to explain; the model's greedy answer when left out. */
+  target?: string;
+  maxNewTokens: number;
+  layerIndex: number;
+  topK: number;
+  compat: Compat;
+}
+
+export type Request =
+  | { id: number; type: 'init'; executionProvider: 'auto' | 'wasm' | 'webgpu'; wasmPaths: string; threads?: number }
+  | { id: number; type: 'open'; source: ModelSource }
+  | { id: number; type: 'decode'; image: Uint8Array }
+  | { id: number; type: 'explain'; input: ExplainInput }
+  | { id: number; type: 'clear-cache' };
+
+export interface Opened {
+  family: string;
+  numLayers: number;
+  location: string;
+}
+
+export interface Explained {
+  result: Explanation;
+  image: RgbaImage;
+  /** Wall time of `Explainer.explain` (preprocess, generation, explain run, aggregation). */
+  ms: number;
+}
+
+export type Reply =
+  | { id: number; type: 'ok'; value: unknown }
+  | { id: number; type: 'error'; message: string; code?: string }
+  | { id: number; type: 'progress'; event: ProgressEvent };
+
+export type { WebBackendInfo };

@@ -1,0 +1,111 @@
+/// <reference lib="webworker" />
+import '@dexar/adapter-florence2';
+import '@dexar/adapter-llava';
+import '@dexar/adapter-paligemma';
+import type { ProgressEvent } from '@dexar/core';
+import { Explainer } from '@dexar/explain';
+import {
+  decodeImage,
+  derivedStore,
+  FileModelFolder,
+  openDirectoryHandle,
+  UrlModelFolder,
+  type WebBackend,
+  type WebModelFolder,
+  webBackend,
+} from '@dexar/runtime-web';
+import type { Explained, ModelSource, Opened, Reply, Request } from './protocol.js';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+let backend: WebBackend | undefined;
+let explainer: Explainer | undefined;
+let report: ((event: ProgressEvent) => void) | undefined;
+
+const post = (reply: Reply, transfer: Transferable[] = []) => self.postMessage(reply, transfer);
+const mb = (n: number) => (n / 1e6).toFixed(1);
+
+async function folderOf(source: ModelSource): Promise<WebModelFolder> {
+  if (source.kind === 'url') {
+    return new UrlModelFolder(new URL(source.url, self.location.href), {
+      onDownload: ({ path, loaded, total }) =>
+        report?.({
+          stage: 'load',
+          detail: `downloading ${path} ${mb(loaded)}${total ? ` / ${mb(total)}` : ''} MB`,
+          ...(total ? { done: loaded, total } : {}),
+        }),
+    });
+  }
+  if (source.kind === 'files') return new FileModelFolder(source.files, source.name ? { name: source.name } : {});
+  return openDirectoryHandle(source.handle);
+}
+
+async function handle(request: Request, progress: (event: ProgressEvent) => void): Promise<unknown> {
+  switch (request.type) {
+    case 'init': {
+      backend = await webBackend({
+        executionProvider: request.executionProvider,
+        wasmPaths: request.wasmPaths,
+        ...(request.threads ? { threads: request.threads } : {}),
+      });
+      return backend.info;
+    }
+    case 'open': {
+      if (!backend) throw new Error('the worker was not initialised');
+      const previous = explainer;
+      explainer = undefined;
+      await previous?.release();
+      const folder = await folderOf(request.source);
+      report = progress;
+      explainer = await Explainer.open({ backend, folder, onProgress: (e) => report?.(e) });
+      const opened: Opened = {
+        family: explainer.model.family,
+        numLayers: explainer.model.numLayers,
+        location: folder.location,
+      };
+      return opened;
+    }
+    case 'decode':
+      return decodeImage(request.image);
+    case 'explain': {
+      if (!explainer) throw new Error('no model is open');
+      report = progress;
+      const { image: bytes, ...input } = request.input;
+      const image = await decodeImage(bytes);
+      const t0 = performance.now();
+      const result = await explainer.explain(image, {
+        prompt: input.prompt,
+        ...(input.target !== undefined ? { target: input.target } : {}),
+        maxNewTokens: input.maxNewTokens,
+        layerIndex: input.layerIndex,
+        topK: input.topK,
+        compat: input.compat,
+        headWeights: true,
+      });
+      const explained: Explained = { result, image, ms: performance.now() - t0 };
+      return explained;
+    }
+    case 'clear-cache':
+      await (await derivedStore()).clear();
+      return true;
+  }
+}
+
+self.onmessage = async (message: MessageEvent<Request>) => {
+  const request = message.data;
+  try {
+    const value = await handle(request, (event) => post({ id: request.id, type: 'progress', event }));
+    post({ id: request.id, type: 'ok', value });
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    console.error(e);
+    post({
+      id: request.id,
+      type: 'error',
+      message: e?.message ?? String(error),
+      ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+    });
+  } finally {
+    report = undefined;
+  }
+};

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { DexarError } from '@dexar/core';
 import { builtin } from './builtin.js';
+import { applyMethod, checkExplainMethod, evalMain } from './eval.js';
 import { loadImage, openExplainer } from './library.js';
 import { writeOutputs } from './outputs.js';
 import { stderrProgress } from './progress.js';
@@ -12,6 +13,7 @@ commands:
              the built-in shapes model on its example image, offline
   generate   print the model's greedy answer
   prepare    build and cache the explain graph of a model ahead of time
+  eval       evaluate explanation methods (DEX-AR and baselines) on a dataset; dexar eval --help
 
 options:
   --model DIR           model folder (transformers.js layout); default: the built-in shapes model
@@ -24,6 +26,8 @@ options:
   --top-k K             head score: mean of the top-k gradients (default 1)
   --compat MODE         official (the authors' code, default) or paper (the published equations)
   --strategy S          single (one pass, default) or stepwise (one run per token, for checking)
+  --method M            dexar (default), dexar-unfiltered, attention, grad-x-attention or random:
+                        the maps of another method in the same result (dexar eval compares them)
   --raw                 add raw gradient and attention rows and head weights to result.json
   --out DIR             output folder (default dexar-out)
   --json                print the result JSON on stdout and nothing else there
@@ -45,6 +49,7 @@ const options = {
   compat: { type: 'string' },
   strategy: { type: 'string' },
   raw: { type: 'boolean' },
+  method: { type: 'string' },
   out: { type: 'string' },
   json: { type: 'boolean' },
   device: { type: 'string' },
@@ -83,6 +88,7 @@ function oneOf<T extends string>(name: string, value: string | undefined, allowe
 
 /** Runs the CLI; returns the exit code (0 ok, 1 runtime error, 2 usage error). */
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'eval') return evalMain(argv.slice(1));
   let debug = argv.includes('--debug');
   try {
     const { values, positionals } = parseArgs({
@@ -99,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (!['explain', 'generate', 'prepare'].includes(command) || positionals.length > 1) {
       throw new UsageError(
-        `unknown command ${JSON.stringify(positionals.join(' '))}: use explain, generate or prepare`,
+        `unknown command ${JSON.stringify(positionals.join(' '))}: use explain, generate, prepare or eval`,
       );
     }
     const executionProvider = oneOf('device', values.device, ['cpu', 'cuda'] as const);
@@ -120,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
     const maxNewTokens = integer('max-new-tokens', values['max-new-tokens']);
     const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
     const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
+    if (values.method !== undefined) checkExplainMethod(values.method);
     const onProgress = stderrProgress(!values.quiet);
     const explainer = await openExplainer({
       ...(values.model ? { model: values.model } : {}),
@@ -155,14 +162,16 @@ export async function main(argv: string[]): Promise<number> {
         ...(topK !== undefined ? { topK } : {}),
         ...(compat ? { compat } : {}),
         ...(strategy ? { strategy } : {}),
-        returnRaw: values.raw ?? false,
+        returnRaw: (values.raw ?? false) || (values.method ?? 'dexar') !== 'dexar',
       });
+      const explained =
+        values.method && values.method !== 'dexar' ? applyMethod(result, values.method, values.raw ?? false) : result;
       const out = values.out ?? 'dexar-out';
-      const written = await writeOutputs(out, result, image);
+      const written = await writeOutputs(out, explained, image);
       if (values.json) {
-        process.stdout.write(`${JSON.stringify(result)}\n`);
+        process.stdout.write(`${JSON.stringify(explained)}\n`);
       } else {
-        const weights = result.tokens.map((t, n) => `${t} (${result.tokenWeights[n].toFixed(3)})`).join(' ');
+        const weights = explained.tokens.map((t, n) => `${t} (${explained.tokenWeights[n].toFixed(3)})`).join(' ');
         process.stdout.write(
           `answer: ${weights}\nwrote ${written.files.length} files to ${out}: sentence.png, grid.png, tokens/, result.json, report.html\n`,
         );

@@ -6,8 +6,8 @@ import {
   eosTokenIds,
   greedyDecode,
   LazyDecoder,
-  parseConfig,
   pixelValues,
+  readModelFiles,
   sliceEmbeddings,
   stackRows,
 } from '@dexar/adapter-kit';
@@ -16,18 +16,16 @@ import {
   type Compat,
   DexarError,
   type ExplainRows,
-  type ExplainStrategy,
   type FamilyModel,
   type KeySpan,
   type ModelFolder,
   type PreparedInput,
   type ProgressCallback,
   type RgbaImage,
-  readJson,
   type Session,
   type TypedTensor,
 } from '@dexar/core';
-import { Tokenizer } from '@huggingface/tokenizers';
+import type { Tokenizer } from '@huggingface/tokenizers';
 import {
   type Florence2Config,
   Florence2ConfigSchema,
@@ -38,25 +36,12 @@ import {
 const DECODER = 'onnx/decoder_model_merged.onnx';
 
 export async function loadFlorence2(folder: ModelFolder, backend: Backend, rawConfig: unknown): Promise<FamilyModel> {
-  const config = parseConfig(
-    Florence2ConfigSchema,
-    rawConfig,
-    `${folder.location}/config.json`,
-    'the florence2 adapter loads model_type "florence2"',
-  );
-  const preprocessor = parseConfig(
-    Florence2PreprocessorSchema,
-    await readJson(folder, 'preprocessor_config.json'),
-    `${folder.location}/preprocessor_config.json`,
-    'expected Florence-2 image processor settings',
-  );
-  const generation = (await folder.exists('generation_config.json'))
-    ? await readJson(folder, 'generation_config.json')
-    : undefined;
-  const tokenizer = new Tokenizer(
-    await readJson(folder, 'tokenizer.json'),
-    await readJson(folder, 'tokenizer_config.json'),
-  );
+  const { config, preprocessor, generation, tokenizer } = await readModelFiles(folder, rawConfig, {
+    config: Florence2ConfigSchema,
+    configExpected: 'the florence2 adapter loads model_type "florence2"',
+    preprocessor: Florence2PreprocessorSchema,
+    preprocessorExpected: 'expected Florence-2 image processor settings',
+  });
   const [vision, embed, encoder] = await Promise.all(
     ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx', 'onnx/encoder_model.onnx'].map((p) =>
       backend.createSession(folder, p),
@@ -191,7 +176,7 @@ class Florence2Model implements FamilyModel {
     prepared: PreparedInput,
     targetIds: readonly number[],
     session: Session,
-    options: { compat: Compat; strategy: ExplainStrategy; onProgress?: ProgressCallback },
+    _options: { compat: Compat },
   ): Promise<ExplainRows> {
     const input = prepared as EncodedInput;
     const T = targetIds.length;
@@ -210,21 +195,12 @@ class Florence2Model implements FamilyModel {
       );
       return session.run(feeds);
     };
-    const parts: Record<string, TypedTensor>[] = [];
-    if (options.strategy === 'single') {
-      parts.push(
-        await call(
-          T + 1,
-          targetIds.map((_, n) => n),
-        ),
-      );
-      options.onProgress?.({ stage: 'explain', done: 1, total: 1 });
-    } else {
-      for (let n = 0; n < T; n++) {
-        parts.push(await call(n + 2, [n]));
-        options.onProgress?.({ stage: 'explain', done: n + 1, total: T });
-      }
-    }
+    const parts = [
+      await call(
+        T + 1,
+        targetIds.map((_, n) => n),
+      ),
+    ];
     const E = input.encoderHidden.dims[1];
     return {
       ...stackRows(this.backend, parts, E),

@@ -4,18 +4,30 @@ import {
   causalTextKeys,
   DexarError,
   type ExplainRows,
-  type ExplainStrategy,
   type FamilyModel,
   type Grid,
   type KeySpan,
   type ModelFolder,
+  type PixelValues,
   type PreparedInput,
   type ProgressCallback,
   type RgbaImage,
+  type ScoreBatch,
   type Session,
+  type TypedTensor,
 } from '@dexar/core';
 import type { Tokenizer } from '@huggingface/tokenizers';
-import { type CacheShape, decoderFeeds, type Embeddings, embedTokens, emptyCache, greedyDecode } from './decoding.js';
+import {
+  type Cache,
+  type CacheShape,
+  concatEmbeddings,
+  decoderFeeds,
+  type Embeddings,
+  embedTokens,
+  emptyCache,
+  greedyDecode,
+  nextCache,
+} from './decoding.js';
 import { explainDecoderOnly } from './explain-runs.js';
 import { LazyDecoder } from './lazy-session.js';
 
@@ -43,6 +55,8 @@ export async function openDecoderOnlySessions(
 export interface MergedPrompt extends PreparedInput {
   readonly embeddings: Embeddings;
   readonly imageKeys: KeySpan;
+  /** The vision encoder's input the features came from. */
+  readonly pixels: PixelValues;
 }
 
 export interface DecoderOnlySettings {
@@ -116,7 +130,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     prepared: PreparedInput,
     targetIds: readonly number[],
     session: Session,
-    options: { compat: Compat; strategy: ExplainStrategy; onProgress?: ProgressCallback },
+    options: { compat: Compat },
   ): Promise<ExplainRows> {
     const input = prepared as MergedPrompt;
     const P = input.promptIds.length;
@@ -127,10 +141,8 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       prompt: input.embeddings,
       answer: await this.embed(targetIds.slice(0, -1)),
       targetIds,
-      strategy: options.strategy,
       prefixCall: this.settings.prefixCall,
       firstPosition: this.settings.firstPosition,
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     const keyCounts = targetIds.map((_, n) => P + n);
     const exclude = options.compat === 'official' ? this.officialTextExclusions(input) : [];
@@ -145,6 +157,141 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     };
   }
 
+  /**
+   * Teacher-forced log-probabilities of the targets for B variants of the prepared input (other
+   * pixel values per row, image tokens hidden per row), from one vision-encoder run over the batch
+   * and one decoder run with batch B over prompt + y_0 .. y_{T-2} (two for a prefix LM: the prompt,
+   * then the answer with its past). Returns `[B, T]` natural-log probabilities.
+   */
+  async scoreTargets(prepared: PreparedInput, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array> {
+    const input = prepared as MergedPrompt;
+    const B = batch.size;
+    const T = targetIds.length;
+    const P = input.promptIds.length;
+    const { start: i0, end: i1 } = input.imageKeys;
+    const N = i1 - i0;
+    if (!(Number.isInteger(B) && B > 0) || T === 0) {
+      throw new DexarError('invalid-input', `scoreTargets needs a positive batch size and targets, got ${B} and ${T}`);
+    }
+    if (batch.imageTokenMask && batch.imageTokenMask.length !== B * N) {
+      throw new DexarError(
+        'invalid-input',
+        `the image token mask holds ${batch.imageTokenMask.length} values, the batch needs ${B} x ${N}`,
+      );
+    }
+    const D = input.embeddings.hidden;
+    // image features per row: [B, N, D]
+    let features: Float32Array | undefined;
+    if (batch.pixels) {
+      const dims = batch.pixels.dims;
+      if (dims[0] !== B || batch.pixels.data.length !== dims.reduce((a, b) => a * b, 1)) {
+        throw new DexarError(
+          'invalid-input',
+          `batch pixels [${dims.join(', ')}] do not hold ${B} images of the prepared image's size`,
+        );
+      }
+      const { image_features: out } = await this.sessions.vision.run({
+        pixel_values: this.backend.tensor('float32', batch.pixels.data, dims),
+      });
+      if (out.dims[0] !== B || out.dims[1] < N || out.dims[2] !== D) {
+        throw new DexarError(
+          'unsupported-model',
+          `the vision encoder returned [${out.dims.join(', ')}] for a batch of ${B}: scoring needs an export with a dynamic batch axis`,
+        );
+      }
+      features = out.data as Float32Array;
+    }
+    const rowEmbeddings = (prompt: Embeddings) => {
+      const S = prompt.length;
+      const data = new Float32Array(B * S * D);
+      for (let b = 0; b < B; b++) {
+        data.set(prompt.data.subarray(0, S * D), b * S * D);
+        if (features) {
+          const perRow = features.length / B;
+          data.set(features.subarray(b * perRow, b * perRow + N * D), (b * S + i0) * D);
+        }
+      }
+      return this.backend.tensor('float32', data, [B, S, D]);
+    };
+    const mask = (total: number) => {
+      const data = new BigInt64Array(B * total).fill(1n);
+      if (batch.imageTokenMask) {
+        for (let b = 0; b < B; b++) {
+          for (let j = 0; j < N; j++) if (batch.imageTokenMask[b * N + j] === 0) data[b * total + i0 + j] = 0n;
+        }
+      }
+      return this.backend.tensor('int64', data, [B, total]);
+    };
+    const positions = (start: number, length: number) =>
+      this.backend.tensor(
+        'int64',
+        BigInt64Array.from({ length: B * length }, (_, i) =>
+          BigInt(this.settings.firstPosition + start + (i % length)),
+        ),
+        [B, length],
+      );
+    const { numLayers, kvHeads, headDim } = this.cacheShape;
+    const empty: Cache = {};
+    for (let l = 0; l < numLayers; l++) {
+      for (const kind of ['key', 'value']) {
+        empty[`past_key_values.${l}.${kind}`] = this.backend.tensor('float32', new Float32Array(0), [
+          B,
+          kvHeads,
+          0,
+          headDim,
+        ]);
+      }
+    }
+    const decoder = await this.sessions.decoder.get();
+    const answer = await this.embed(targetIds.slice(0, -1));
+    const out = new Float64Array(B * T);
+    /** Reads log p(targetIds[n]) at `position` of every row of `logits` [B, S, V] into column n. */
+    const read = (logits: TypedTensor, position: number, n: number) => {
+      const [, S, V] = logits.dims as [number, number, number];
+      const data = logits.data as Float32Array;
+      for (let b = 0; b < B; b++) {
+        const base = (b * S + position) * V;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let v = 0; v < V; v++) if (data[base + v] > max) max = data[base + v];
+        let sum = 0;
+        for (let v = 0; v < V; v++) sum += Math.exp(data[base + v] - max);
+        out[b * T + n] = data[base + targetIds[n]] - max - Math.log(sum);
+      }
+    };
+    if (!this.settings.prefixCall) {
+      const sequence = concatEmbeddings([input.embeddings, answer]);
+      const S = sequence.length;
+      const { logits } = await decoder.run({
+        inputs_embeds: rowEmbeddings(sequence),
+        attention_mask: mask(S),
+        position_ids: positions(0, S),
+        ...empty,
+      });
+      for (let n = 0; n < T; n++) read(logits, P - 1 + n, n);
+    } else {
+      const prefix = await decoder.run({
+        inputs_embeds: rowEmbeddings(input.embeddings),
+        attention_mask: mask(P),
+        position_ids: positions(0, P),
+        ...empty,
+      });
+      read(prefix.logits, P - 1, 0);
+      if (T > 1) {
+        const A = answer.length;
+        const tiled = new Float32Array(B * A * D);
+        for (let b = 0; b < B; b++) tiled.set(answer.data.subarray(0, A * D), b * A * D);
+        const rest = await decoder.run({
+          inputs_embeds: this.backend.tensor('float32', tiled, [B, A, D]),
+          attention_mask: mask(P + A),
+          position_ids: positions(P, A),
+          ...nextCache(prefix),
+        });
+        for (let n = 1; n < T; n++) read(rest.logits, n - 1, n);
+      }
+    }
+    return out;
+  }
+
   async release(): Promise<void> {
     await Promise.all([this.sessions.vision.release(), this.sessions.embed.release(), this.sessions.decoder.release()]);
   }
@@ -157,7 +304,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     image: { width: number; height: number },
     promptIds: number[],
     imageStart: number,
-    pixels: { data: Float32Array; dims: readonly number[] },
+    pixels: PixelValues,
     expectedFeatures: number,
   ): Promise<MergedPrompt> {
     const { image_features: features } = await this.sessions.vision.run({
@@ -177,6 +324,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       promptIds,
       embeddings,
       imageKeys: { start: imageStart, end: imageStart + count },
+      pixels,
     };
   }
 

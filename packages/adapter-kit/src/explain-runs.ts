@@ -1,4 +1,4 @@
-import type { Backend, ExplainStrategy, ProgressCallback, Session, TypedTensor } from '@dexar/core';
+import type { Backend, Session, TypedTensor } from '@dexar/core';
 import {
   type CacheShape,
   concatEmbeddings,
@@ -14,6 +14,11 @@ export interface ExplainOutputs {
   gradientRows: TypedTensor;
   attentionRows: TypedTensor;
   logitLens: TypedTensor;
+  /**
+   * `[T, layers, positions]` when the explain graph was built with `positionLens` and every run
+   * started at position 0 (not after a prefix call): each target's logit lens at every position.
+   */
+  positionLens?: TypedTensor;
 }
 
 export interface DecoderOnlyExplain {
@@ -26,7 +31,6 @@ export interface DecoderOnlyExplain {
   /** Embeddings of the answer fed as context: `y_0 .. y_{T-2}` (more are ignored). */
   answer: Embeddings;
   targetIds: readonly number[];
-  strategy: ExplainStrategy;
   /**
    * Prefix-LM families whose export has no `token_type_ids` (PaliGemma): a
    * call with an empty past is bidirectional, so the prompt runs alone and the
@@ -34,14 +38,12 @@ export interface DecoderOnlyExplain {
    */
   prefixCall: boolean;
   firstPosition?: number;
-  onProgress?: ProgressCallback;
 }
 
 /**
- * Teacher-forced explain runs of a decoder-only model. Step n predicts y_n
- * from query q_n = P + n - 1. `single` asks for every query row in one pass
- * (two for a prefix LM); `stepwise` replays the authors' loop, one run per
- * token over prompt + y_<n, and must give the same rows.
+ * The teacher-forced explain run of a decoder-only model: step n predicts y_n
+ * from query q_n = P + n - 1, and one pass over prompt + y_0 .. y_{T-2} asks
+ * for every query row (two passes for a prefix LM).
  */
 export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<ExplainOutputs> {
   const P = o.prompt.length;
@@ -66,31 +68,39 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
   const full = concatEmbeddings([o.prompt, o.answer]);
   const sequence = (n: number) => sliceEmbeddings(full, 0, P + n);
   const parts: Record<string, TypedTensor>[] = [];
-  const report = (done: number, total: number) => o.onProgress?.({ stage: 'explain', done, total });
-
-  if (o.strategy === 'single' && !o.prefixCall) {
-    report(0, 1);
+  if (!o.prefixCall) {
     parts.push(await call(sequence(T - 1), empty, 0, range(0, T)));
-    report(1, 1);
-  } else if (o.strategy === 'single') {
-    report(0, 2);
+  } else {
     const prefix = await call(o.prompt, empty, 0, [0]);
     parts.push(prefix);
-    report(1, 2);
     if (T > 1) parts.push(await call(sliceEmbeddings(o.answer, 0, T - 1), nextCache(prefix), P, range(1, T)));
-    report(2, 2);
-  } else {
-    for (let n = 0; n < T; n++) {
-      if (!o.prefixCall) {
-        parts.push(await call(sequence(n), empty, 0, [n]));
-      } else {
-        const prefix = await call(o.prompt, empty, 0, [0]);
-        parts.push(n === 0 ? prefix : await call(sliceEmbeddings(o.answer, 0, n), nextCache(prefix), P, [n]));
-      }
-      report(n + 1, T);
-    }
   }
-  return stackRows(o.backend, parts, P + T - 1);
+  const rows = stackRows(o.backend, parts, P + T - 1);
+  // The position lens covers the positions of its own call: absolute only when no call had a past.
+  if (!o.prefixCall && parts.every((p) => p.dexar_position_lens)) {
+    return { ...rows, positionLens: stackAxis(o.backend, parts, 'dexar_position_lens', P + T - 1) };
+  }
+  return rows;
+}
+
+/** Stacks `[t_i, ..., K_i]` outputs along their first axis into `[sum t_i, ..., keys]`, zero-padding the last axis. */
+function stackAxis(
+  backend: Backend,
+  parts: readonly Record<string, TypedTensor>[],
+  name: string,
+  keys: number,
+): TypedTensor {
+  const middle = parts[0][name].dims.slice(1, -1);
+  const T = parts.reduce((sum, p) => sum + p[name].dims[0], 0);
+  const inner = middle.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(T * inner * keys);
+  let row = 0;
+  for (const part of parts) {
+    const K = part[name].dims.at(-1) as number;
+    const data = part[name].data as Float32Array;
+    for (let r = 0; r < data.length / K; r++, row++) out.set(data.subarray(r * K, (r + 1) * K), row * keys);
+  }
+  return backend.tensor('float32', out, [T, ...middle, keys]);
 }
 
 const range = (start: number, end: number) => Array.from({ length: end - start }, (_, i) => start + i);
@@ -101,18 +111,7 @@ export function stackRows(
   parts: readonly Record<string, TypedTensor>[],
   keys: number,
 ): ExplainOutputs {
-  const stack = (name: string) => {
-    const [, L, H] = parts[0][name].dims as [number, number, number, number];
-    const T = parts.reduce((sum, p) => sum + p[name].dims[0], 0);
-    const out = new Float32Array(T * L * H * keys);
-    let row = 0;
-    for (const part of parts) {
-      const K = part[name].dims[3];
-      const data = part[name].data as Float32Array;
-      for (let r = 0; r < data.length / K; r++, row++) out.set(data.subarray(r * K, (r + 1) * K), row * keys);
-    }
-    return backend.tensor('float32', out, [T, L, H, keys]);
-  };
+  const stack = (name: string) => stackAxis(backend, parts, name, keys);
   const lens = parts.map((p) => p.dexar_logit_lens);
   const L = lens[0].dims[1];
   const lensData = new Float32Array(lens.reduce((sum, t) => sum + t.dims[0], 0) * L);

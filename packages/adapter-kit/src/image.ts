@@ -11,12 +11,13 @@ export interface Normalisation {
  * `pixel_values` `[1, 3, height, width]` from an RGBA image: the window at
  * (`top`, `left`) of the given size (zero outside the image, as transformers
  * pads a crop larger than the image), rescaled and normalised per channel.
+ * `black` is the value of a zero byte per channel (evaluation's black fill).
  */
 export function pixelValues(
   image: RgbaImage,
   window: { top: number; left: number; height: number; width: number },
   norm: Normalisation,
-): { data: Float32Array; dims: [1, 3, number, number] } {
+): { data: Float32Array; dims: [1, 3, number, number]; black: number[] } {
   const { top, left, height, width } = window;
   const data = new Float32Array(3 * height * width);
   for (let c = 0; c < 3; c++) {
@@ -32,5 +33,6 @@ export function pixelValues(
       }
     }
   }
-  return { data, dims: [1, 3, height, width] };
+  const black = [0, 1, 2].map((c) => -norm.mean[c] / norm.std[c]);
+  return { data, dims: [1, 3, height, width], black };
 }

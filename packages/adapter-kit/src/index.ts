@@ -29,3 +29,4 @@ export {
 } from './explain-runs.js';
 export { type Normalisation, pixelValues } from './image.js';
 export { LazyDecoder } from './lazy-session.js';
+export { type ModelFiles, readModelFiles } from './model-files.js';

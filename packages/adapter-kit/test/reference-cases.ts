@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Compat, Explanation } from '@dexar/core';
+import type { Compat, Explanation, FamilyModel } from '@dexar/core';
+import { decodeImage } from '@dexar/runtime-node';
 import { expect } from 'vitest';
 
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -76,4 +77,24 @@ export function referenceCases(model: string): ReferenceCase[] {
       dir: `${root}/${d}`,
       ...JSON.parse(readFileSync(`${root}/${d}/case.json`, 'utf8')),
     }));
+}
+
+/**
+ * A decoder-only adapter's `prepare` and tokenisation against a reference case: the expanded prompt
+ * ids, the image span, the merged image features (1e-4) and the target ids and token strings.
+ */
+export async function expectPreparedLikeReference(model: FamilyModel, c: ReferenceCase): Promise<void> {
+  const image = await decodeImage(new Uint8Array(readFileSync(`${c.dir}/image.png`)));
+  const input = (await model.prepare(image, c.prompt)) as never as {
+    promptIds: number[];
+    imageKeys: { start: number; end: number };
+    embeddings: { data: Float32Array; hidden: number };
+  };
+  expect(input.promptIds).toEqual(c.prompt_ids_expanded);
+  expect(input.imageKeys).toEqual({ start: c.idx_img_tok_start, end: c.idx_img_tok_end });
+  const { hidden } = input.embeddings;
+  const merged = input.embeddings.data.subarray(c.idx_img_tok_start * hidden, c.idx_img_tok_end * hidden);
+  expect(maxAbs(Array.from(merged), c.image_features.data)).toBeLessThan(1e-4);
+  expect(model.tokenizeTarget(c.target)).toEqual(c.target_ids);
+  expect(model.tokenStrings(c.target_ids)).toEqual(c.tokens);
 }

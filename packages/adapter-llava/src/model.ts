@@ -4,33 +4,20 @@ import {
   eosTokenIds,
   type MergedPrompt,
   openDecoderOnlySessions,
-  parseConfig,
+  readModelFiles,
 } from '@dexar/adapter-kit';
-import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage, readJson } from '@dexar/core';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage } from '@dexar/core';
+import type { Tokenizer } from '@huggingface/tokenizers';
 import { type ClipPreprocessor, ClipPreprocessorSchema, type LlavaConfig, LlavaConfigSchema } from './config.js';
 import { clipPixelValues } from './preprocess.js';
 
 export async function loadLlava(folder: ModelFolder, backend: Backend, rawConfig: unknown): Promise<FamilyModel> {
-  const config = parseConfig(
-    LlavaConfigSchema,
-    rawConfig,
-    `${folder.location}/config.json`,
-    'the llava adapter loads model_type "llava" with a llama or mistral text model',
-  );
-  const preprocessor = parseConfig(
-    ClipPreprocessorSchema,
-    await readJson(folder, 'preprocessor_config.json'),
-    `${folder.location}/preprocessor_config.json`,
-    'expected CLIP image processor settings',
-  );
-  const generation = (await folder.exists('generation_config.json'))
-    ? await readJson(folder, 'generation_config.json')
-    : undefined;
-  const tokenizer = new Tokenizer(
-    await readJson(folder, 'tokenizer.json'),
-    await readJson(folder, 'tokenizer_config.json'),
-  );
+  const { config, preprocessor, generation, tokenizer } = await readModelFiles(folder, rawConfig, {
+    config: LlavaConfigSchema,
+    configExpected: 'the llava adapter loads model_type "llava" with a llama or mistral text model',
+    preprocessor: ClipPreprocessorSchema,
+    preprocessorExpected: 'expected CLIP image processor settings',
+  });
   return new LlavaModel(
     backend,
     tokenizer,

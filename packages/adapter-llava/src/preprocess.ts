@@ -5,13 +5,19 @@ import type { ClipPreprocessor } from './config.js';
 /**
  * CLIP preprocessing as transformers' `CLIPImageProcessor` does it: resize the
  * shortest edge (bicubic), centre-crop, rescale to [0, 1], normalise.
- * Returns `pixel_values` `[1, 3, H, W]`.
+ * Returns `pixel_values` `[1, 3, H, W]`, the value of a black pixel per channel, and the crop's
+ * window in the original image's pixels.
  */
 export async function clipPixelValues(
   image: RgbaImage,
   pp: ClipPreprocessor,
   backend: Backend,
-): Promise<{ data: Float32Array; dims: [1, 3, number, number] }> {
+): Promise<{
+  data: Float32Array;
+  dims: [1, 3, number, number];
+  black: number[];
+  window: { left: number; top: number; width: number; height: number };
+}> {
   let resized = image;
   if (pp.do_resize) {
     const edge = typeof pp.size === 'number' ? pp.size : pp.size.shortest_edge;
@@ -25,7 +31,7 @@ export async function clipPixelValues(
   const [height, width] = pp.do_center_crop ? [crop.height, crop.width] : [resized.height, resized.width];
   const top = Math.floor((resized.height - height) / 2);
   const left = Math.floor((resized.width - width) / 2);
-  return pixelValues(
+  const pixels = pixelValues(
     resized,
     { top, left, height, width },
     {
@@ -34,4 +40,7 @@ export async function clipPixelValues(
       std: pp.do_normalize ? pp.image_std : [1, 1, 1],
     },
   );
+  const sx = image.width / resized.width;
+  const sy = image.height / resized.height;
+  return { ...pixels, window: { left: left * sx, top: top * sy, width: width * sx, height: height * sy } };
 }

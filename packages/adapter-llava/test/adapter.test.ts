@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { adapterFor, type FamilyModel, readJson } from '@dexar/core';
 import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
+import { expectPreparedLikeReference, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
 import { ClipPreprocessorSchema } from '../src/config.js';
 import { clipPixelValues, llavaAdapter } from '../src/index.js';
 
@@ -37,23 +37,7 @@ describe.each(['llava-tiny', 'bakllava-tiny'])('%s', (name) => {
     });
 
     it('expands the prompt, merges the image features and tokenises the target as the reference does', async () => {
-      const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
-      const input = (await model.prepare(image, c.prompt)) as never as {
-        promptIds: number[];
-        imageKeys: { start: number; end: number };
-        embeddings: { data: Float32Array; hidden: number };
-      };
-      expect(input.promptIds).toEqual(c.prompt_ids_expanded);
-      expect(input.imageKeys).toEqual({ start: c.idx_img_tok_start, end: c.idx_img_tok_end });
-      const { hidden } = input.embeddings;
-      const merged = input.embeddings.data.subarray(c.idx_img_tok_start * hidden, c.idx_img_tok_end * hidden);
-      let worst = 0;
-      merged.forEach((v, i) => {
-        worst = Math.max(worst, Math.abs(v - c.image_features.data[i]));
-      });
-      expect(worst).toBeLessThan(1e-4);
-      expect(model.tokenizeTarget(c.target)).toEqual(c.target_ids);
-      expect(model.tokenStrings(c.target_ids)).toEqual(c.tokens);
+      await expectPreparedLikeReference(model, c);
     });
   });
 

@@ -4,11 +4,11 @@ import {
   eosTokenIds,
   type MergedPrompt,
   openDecoderOnlySessions,
-  parseConfig,
   pixelValues,
+  readModelFiles,
 } from '@dexar/adapter-kit';
-import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage, readJson } from '@dexar/core';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage } from '@dexar/core';
+import type { Tokenizer } from '@huggingface/tokenizers';
 import {
   type PaliGemmaConfig,
   PaliGemmaConfigSchema,
@@ -17,25 +17,12 @@ import {
 } from './config.js';
 
 export async function loadPaliGemma(folder: ModelFolder, backend: Backend, rawConfig: unknown): Promise<FamilyModel> {
-  const config = parseConfig(
-    PaliGemmaConfigSchema,
-    rawConfig,
-    `${folder.location}/config.json`,
-    'the paligemma adapter loads model_type "paligemma" with a gemma or gemma2 text model',
-  );
-  const preprocessor = parseConfig(
-    SiglipPreprocessorSchema,
-    await readJson(folder, 'preprocessor_config.json'),
-    `${folder.location}/preprocessor_config.json`,
-    'expected SigLIP image processor settings',
-  );
-  const generation = (await folder.exists('generation_config.json'))
-    ? await readJson(folder, 'generation_config.json')
-    : undefined;
-  const tokenizerConfig = (await readJson(folder, 'tokenizer_config.json')) as {
-    bos_token?: string;
-  };
-  const tokenizer = new Tokenizer(await readJson(folder, 'tokenizer.json'), tokenizerConfig);
+  const { config, preprocessor, generation, tokenizer, tokenizerConfig } = await readModelFiles(folder, rawConfig, {
+    config: PaliGemmaConfigSchema,
+    configExpected: 'the paligemma adapter loads model_type "paligemma" with a gemma or gemma2 text model',
+    preprocessor: SiglipPreprocessorSchema,
+    preprocessorExpected: 'expected SigLIP image processor settings',
+  });
   const sessions = await openDecoderOnlySessions(folder, backend, config.text_config.num_hidden_layers);
   return new PaliGemmaModel(
     backend,
@@ -44,7 +31,7 @@ export async function loadPaliGemma(folder: ModelFolder, backend: Backend, rawCo
     config,
     preprocessor,
     generation,
-    tokenizerConfig.bos_token ?? '<bos>',
+    (tokenizerConfig.bos_token as string | undefined) ?? '<bos>',
   );
 }
 

@@ -26,10 +26,39 @@ export interface ProgressEvent {
 }
 export type ProgressCallback = (event: ProgressEvent) => void;
 
+/**
+ * The vision encoder's input for one image, as the adapter preprocessed it (evaluation perturbs it
+ * patch by patch: the explanation grid divides `height` and `width` into the encoder's patches).
+ */
+export interface PixelValues {
+  /** `[1, 3, height, width]`, row-major. */
+  readonly data: Float32Array;
+  readonly dims: readonly number[];
+  /** The value a black pixel (byte 0) takes after rescaling and normalisation, per channel. */
+  readonly black?: readonly number[];
+  /** The region of the original image the pixels show, in original pixels (after a crop); the whole image when absent. */
+  readonly window?: { readonly left: number; readonly top: number; readonly width: number; readonly height: number };
+}
+
 /** An image and prompt made ready for the decoder: what generation and explanation start from. */
 export interface PreparedInput {
   readonly image: { width: number; height: number };
   readonly promptIds: readonly number[];
+  /** The preprocessed image, where the adapter keeps it (needed by `scoreTargets` perturbations). */
+  readonly pixels?: PixelValues;
+}
+
+/**
+ * B variants of one prepared input for `FamilyModel.scoreTargets`: other images (perturbed pixel
+ * values) and/or image tokens hidden from the decoder's attention.
+ */
+export interface ScoreBatch {
+  /** Rows in the batch. */
+  readonly size: number;
+  /** `[B, 3, height, width]` pixel values, one image per row; the prepared image in every row when absent. */
+  readonly pixels?: { readonly data: Float32Array; readonly dims: readonly number[] };
+  /** `[B, N]` over the image tokens (row-major grid): 0 hides the token from the decoder's attention, 1 keeps it. */
+  readonly imageTokenMask?: Uint8Array;
 }
 
 /** What one explain run returns, in the layout `aggregate` takes. */
@@ -39,10 +68,13 @@ export interface ExplainRows {
   readonly attentionRows: TypedTensor;
   /** Logit-lens logits of the targets. `[T, layers]` */
   readonly logitLens: TypedTensor;
+  /**
+   * Only from an explain graph built with `positionLens`: the logit-lens logit of each target at
+   * every position of the sequence, `[T, layers, positions]` (absolute positions from 0).
+   */
+  readonly positionLens?: TypedTensor;
   readonly layout: TokenLayout;
 }
-
-export type ExplainStrategy = 'single' | 'stepwise';
 
 export interface FamilyModel {
   readonly family: string;
@@ -58,15 +90,22 @@ export interface FamilyModel {
   /** Greedy decoding with the KV cache; stops at EOS (not returned) or after `maxNewTokens`. */
   generate(input: PreparedInput, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]>;
   /**
-   * Teacher-forced explain runs of the augmented decoder: one pass (`single`)
-   * or the authors' loop of one run per token (`stepwise`), same numbers.
+   * Teacher-forced explain run of the augmented decoder over prompt + y_0 .. y_{T-2}: the rows of
+   * every target in one pass (two for a prefix LM). The pipeline's `stepwise` strategy replays the
+   * authors' loop by calling it once per prefix of the targets.
    */
   explain(
     input: PreparedInput,
     targetIds: readonly number[],
     session: Session,
-    options: { compat: Compat; strategy: ExplainStrategy; onProgress?: ProgressCallback },
+    options: { compat: Compat },
   ): Promise<ExplainRows>;
+  /**
+   * Optional (evaluation): teacher-forced log-probabilities `log p(y_n | image, prompt, y_<n)` of
+   * the targets for each row of a batch of variants of `input`, in one batched run of the vision
+   * encoder and of the decoder. Returns `[B, T]`, natural logarithms.
+   */
+  scoreTargets?(input: PreparedInput, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array>;
   release(): Promise<void>;
 }
 

@@ -14,6 +14,7 @@ export type DexarErrorCode =
   | 'no-image-placeholder'
   | 'empty-target'
   | 'unsupported-graph'
+  | 'invalid-dataset'
   | 'runtime';
 
 const usageCodes: ReadonlySet<DexarErrorCode> = new Set([
@@ -24,6 +25,7 @@ const usageCodes: ReadonlySet<DexarErrorCode> = new Set([
   'unreadable-image',
   'no-image-placeholder',
   'empty-target',
+  'invalid-dataset',
 ]);
 
 export class DexarError extends Error {

@@ -1,17 +1,19 @@
 export {
   adapterFor,
   type ExplainRows,
-  type ExplainStrategy,
   type FamilyModel,
   type ModelAdapter,
+  type PixelValues,
   type PreparedInput,
   type ProgressCallback,
   type ProgressEvent,
   registerAdapter,
   registeredFamilies,
+  type ScoreBatch,
 } from './adapter.js';
 export { aggregate, type DexarMaps, type GradientRows } from './aggregate.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
+export { resample } from './image/resample.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';
 export {
   type Compat,

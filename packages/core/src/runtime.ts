@@ -28,6 +28,8 @@ export interface ModelFolder {
   readBytes(path: string): Promise<Uint8Array>;
   /** Stores a derived file (a cached explain graph) atomically: readers see all of it or nothing. */
   writeBytes(path: string, bytes: Uint8Array): Promise<void>;
+  /** SHA-256 of a file, where the folder can hash it without holding it in memory (a decoder may be gigabytes). */
+  sha256?(path: string): Promise<Uint8Array>;
 }
 
 export type ResizeFilter = 'bicubic' | 'bilinear';

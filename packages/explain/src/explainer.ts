@@ -3,6 +3,7 @@ import {
   aggregate,
   type Backend,
   DexarError,
+  type ExplainRows,
   type Explanation,
   type FamilyModel,
   layersUsed,
@@ -12,9 +13,10 @@ import {
   type RgbaImage,
   readJson,
   type Session,
+  type TypedTensor,
   toExplanation,
 } from '@dexar/core';
-import { buildExplainGraph, explainCacheKey, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
+import { buildExplainGraph, explainCacheKeyFromDigest, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
 import type { z } from 'zod';
 import { type ExplainRequest, ExplainRequestSchema, type GenerateRequest, GenerateRequestSchema } from './request.js';
 
@@ -76,11 +78,12 @@ export class Explainer {
     const input = await this.model.prepare(image, r.prompt);
     const targetIds = await this.targetOf(input, r);
     const session = await this.explainSession(layers, options.compat);
-    const rows = await this.model.explain(input, targetIds, session, {
-      compat: options.compat,
-      strategy: r.strategy,
-      ...(this.onProgress ? { onProgress: this.onProgress } : {}),
-    });
+    this.onProgress?.({ stage: 'explain', done: 0, total: r.strategy === 'single' ? 1 : targetIds.length });
+    const rows =
+      r.strategy === 'single'
+        ? await this.model.explain(input, targetIds, session, { compat: options.compat })
+        : await this.stepwise(image, r.prompt, targetIds, session, options.compat);
+    if (r.strategy === 'single') this.onProgress?.({ stage: 'explain', done: 1, total: 1 });
     this.onProgress?.({ stage: 'aggregate' });
     const gradients = { rows: rows.gradientRows as never, layers, numLayers: this.model.numLayers };
     const maps = aggregate(gradients, rows.layout, options);
@@ -102,6 +105,34 @@ export class Explainer {
           }
         : {}),
     });
+  }
+
+  /**
+   * The authors' loop, for verification: for each token n, the whole model
+   * again (image included) over prompt + y_<n, keeping the row of y_n. Costs
+   * T full runs where the single pass costs one; the rows must agree.
+   */
+  private async stepwise(
+    image: RgbaImage,
+    prompt: string,
+    targetIds: readonly number[],
+    session: Session,
+    compat: 'official' | 'paper',
+  ): Promise<ExplainRows> {
+    const T = targetIds.length;
+    const steps: ExplainRows[] = [];
+    for (let n = 0; n < T; n++) {
+      const input = await this.model.prepare(image, prompt);
+      steps.push(await this.model.explain(input, targetIds.slice(0, n + 1), session, { compat }));
+      this.onProgress?.({ stage: 'explain', done: n + 1, total: T });
+    }
+    const last = steps[T - 1];
+    return {
+      gradientRows: lastRows(steps, 'gradientRows', last.gradientRows.dims[3]),
+      attentionRows: lastRows(steps, 'attentionRows', last.attentionRows.dims[3]),
+      logitLens: lastRows(steps, 'logitLens', 0),
+      layout: last.layout,
+    };
   }
 
   /** Builds (or finds in the cache) the explain graph for a layer index and compat mode; returns its path. */
@@ -139,11 +170,20 @@ export class Explainer {
     return ids;
   }
 
-  private decoderBytes?: Promise<Uint8Array>;
+  /** SHA-256 of the decoder graph, computed once; the bytes themselves are not kept. */
+  private decoderDigest?: Promise<Uint8Array>;
 
   private async cacheKey(layers: number[], compat: 'official' | 'paper'): Promise<string> {
-    this.decoderBytes ??= this.folder.readBytes(this.model.decoder.path);
-    return explainCacheKey(await this.decoderBytes, {
+    const { folder } = this;
+    const path = this.model.decoder.path;
+    this.decoderDigest ??= folder.sha256
+      ? folder.sha256(path)
+      : folder
+          .readBytes(path)
+          .then(
+            async (bytes) => new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)),
+          );
+    return explainCacheKeyFromDigest(await this.decoderDigest, {
       layers,
       compat,
       attention: this.model.decoder.attention,
@@ -186,6 +226,29 @@ export class Explainer {
     this.explainSessions.set(key, session);
     return session;
   }
+}
+
+/**
+ * Row n of step n's output, for every step, stacked into `[T, ...]`; with `keys`,
+ * the last axis is zero-padded to it (a step sees fewer keys than the last).
+ */
+function lastRows(
+  steps: readonly ExplainRows[],
+  name: 'gradientRows' | 'attentionRows' | 'logitLens',
+  keys: number,
+): TypedTensor {
+  const inner = steps[0][name].dims.slice(1, keys ? -1 : undefined);
+  const width = inner.reduce((a, b) => a * b, 1);
+  const K = keys || 1;
+  const out = new Float32Array(steps.length * width * K);
+  steps.forEach((step, n) => {
+    const t = step[name];
+    const k = keys ? t.dims[t.dims.length - 1] : 1;
+    const data = t.data as Float32Array;
+    for (let i = 0; i < width; i++)
+      out.set(data.subarray((n * width + i) * k, (n * width + i + 1) * k), (n * width + i) * K);
+  });
+  return { type: 'float32', dims: [steps.length, ...inner, ...(keys ? [keys] : [])], data: out };
 }
 
 /** onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line. */

@@ -17,13 +17,14 @@ export {
   type OnnxGraphErrorCode,
   UnsupportedModelError,
 } from './errors.js';
-export { explainCacheKey } from './explain/cache-key.js';
+export { explainCacheKey, explainCacheKeyFromDigest } from './explain/cache-key.js';
 export {
   buildExplainGraph,
   EXPLAIN_INPUTS,
   EXPLAIN_OUTPUTS,
   type ExplainGraph,
   type ExplainOptions,
+  POSITION_LENS_OUTPUT,
   TARGET_AXIS,
 } from './explain/explain.js';
 export {

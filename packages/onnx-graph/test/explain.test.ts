@@ -3,7 +3,7 @@ import type * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildLlamaDecoder, type LlamaConfig } from '../bench/llama-graph.js';
 import { explainCacheKey } from '../src/explain/cache-key.js';
-import { buildExplainGraph, EXPLAIN_OUTPUTS } from '../src/explain/explain.js';
+import { buildExplainGraph, EXPLAIN_OUTPUTS, POSITION_LENS_OUTPUT } from '../src/explain/explain.js';
 import { makeAttribute } from '../src/graph/attributes.js';
 import { nodeInputs } from '../src/graph/graph.js';
 import { redirectConsumers } from '../src/graph/passes.js';
@@ -159,6 +159,49 @@ describe('explain graph on a generated Llama decoder (grouped-query attention)',
       }
     }
     expect(lastDiff).toBeGreaterThan(1e-6);
+  });
+
+  it('optionally outputs the logit lens of the targets at every position (positionLens)', async () => {
+    const layers = [0, 1, 2];
+    const embeds = randomEmbeds(5);
+    const plain = buildExplainGraph(source, { layers, compat: 'paper', attention: 'self' });
+    const lens = buildExplainGraph(source, { layers, compat: 'paper', attention: 'self', positionLens: true });
+    expect(plain.outputs.positionLens).toBeUndefined();
+    expect(plain.model.graph.outputs.map((o) => o.name)).not.toContain(POSITION_LENS_OUTPUT);
+    expect(lens.outputs.positionLens).toBe(POSITION_LENS_OUTPUT);
+    const a = await runModel(writeModel(plain.model), feedsFor(plain.model, embeds, DataType.FLOAT));
+    const b = await runModel(writeModel(lens.model), feedsFor(lens.model, embeds, DataType.FLOAT));
+    // the default outputs do not change
+    for (const name of ['logits', EXPLAIN_OUTPUTS.gradientRows, EXPLAIN_OUTPUTS.logitLens]) {
+      expect(tensorValues(b[name] as ort.Tensor)).toEqual(tensorValues(a[name] as ort.Tensor));
+    }
+    const position = b[POSITION_LENS_OUTPUT] as ort.Tensor;
+    expect(position.dims).toEqual([TARGETS.length, layers.length, S]);
+    const pl = tensorValues(position);
+    const ll = tensorValues(a[EXPLAIN_OUTPUTS.logitLens] as ort.Tensor);
+    const logits = tensorValues(a.logits as ort.Tensor);
+    let atQuery = 0;
+    let lastVsLogits = 0;
+    for (let n = 0; n < TARGETS.length; n++) {
+      for (let l = 0; l < layers.length; l++) {
+        // at the query row it is the logit lens the gradients differentiate (paper: final norm once)
+        const q = QUERIES[n] as number;
+        atQuery = Math.max(atQuery, Math.abs((pl[(n * 3 + l) * S + q] as number) - (ll[n * 3 + l] as number)));
+      }
+      // at the last layer, every position is the model's own logit of the target
+      for (let p = 0; p < S; p++) {
+        const got = pl[(n * 3 + 2) * S + p] as number;
+        const want = logits[p * SMALL.vocab + (TARGETS[n] as number)] as number;
+        lastVsLogits = Math.max(lastVsLogits, Math.abs(got - want));
+      }
+    }
+    expect(atQuery).toBeLessThan(1e-5);
+    expect(lastVsLogits).toBeLessThan(1e-5);
+    const bytes = readFileSync(fixtureFile('llava-tiny', 'decoder_model_merged.onnx'));
+    const opts = { layers: [0, 1], compat: 'official', attention: 'self' } as const;
+    const key = await explainCacheKey(bytes, opts);
+    expect(await explainCacheKey(bytes, { ...opts, positionLens: false })).toBe(key);
+    expect(await explainCacheKey(bytes, { ...opts, positionLens: true })).not.toBe(key);
   });
 
   it('gives the same rows for the same decoder exported at opsets 14, 18 and 21', async () => {

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { access, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { DexarError, type ModelFolder } from '@dexar/core';
@@ -43,6 +44,13 @@ export class NodeModelFolder implements ModelFolder {
         { cause: error },
       );
     }
+  }
+
+  /** Streams the file through SHA-256: a multi-gigabyte decoder is never held in memory to key its cache. */
+  async sha256(path: string): Promise<Uint8Array> {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(this.filePath(path))) hash.update(chunk as Buffer);
+    return new Uint8Array(hash.digest());
   }
 
   async writeBytes(path: string, bytes: Uint8Array): Promise<void> {

@@ -1,6 +1,5 @@
-import { DexarError, type ResizeFilter, type RgbaImage } from '@dexar/core';
+import { DexarError, type ResizeFilter, type RgbaImage, resample } from '@dexar/core';
 import { encodePngBytes } from './png.js';
-import { resample } from './resample.js';
 
 type Canvas2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
 

@@ -22,4 +22,3 @@ export {
 } from './folder.js';
 export { decodeImage, encodePng, resizeImage, toImageData } from './image.js';
 export { encodePngBytes } from './png.js';
-export { resample } from './resample.js';

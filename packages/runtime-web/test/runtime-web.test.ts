@@ -4,12 +4,7 @@ import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import { Explainer } from '@dexar/explain';
-import {
-  nodeBackend,
-  decodeImage as nodeDecode,
-  openModelFolder,
-  resizeImage as sharpResize,
-} from '@dexar/runtime-node';
+import { nodeBackend, decodeImage as nodeDecode, openModelFolder } from '@dexar/runtime-node';
 import { IDBFactory } from 'fake-indexeddb';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +14,6 @@ import {
   FileModelFolder,
   IndexedDbStore,
   MemoryStore,
-  resample,
   UrlModelFolder,
   webBackend,
 } from '../src/index.js';
@@ -43,65 +37,6 @@ const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 };
-
-describe('resample (Pillow resize)', () => {
-  const pattern = (x: number, y: number, c: number) =>
-    (x * 37 + y * 91 + c * 53 + ((x * y) % 17) * 13 + (x ^ y) * 7) % 256;
-
-  it('gives exactly the bytes of Pillow for shrinking, enlarging, bicubic and bilinear', async () => {
-    const fixture = JSON.parse(await readFile(new URL('./fixtures/pil-resize.json', import.meta.url), 'utf8'));
-    const { width: W, height: H } = fixture.source;
-    const data = new Uint8Array(W * H * 4);
-    for (let y = 0; y < H; y++)
-      for (let x = 0; x < W; x++) {
-        for (let c = 0; c < 3; c++) data[(y * W + x) * 4 + c] = pattern(x, y, c);
-        data[(y * W + x) * 4 + 3] = 255;
-      }
-    for (const c of fixture.cases) {
-      const out = resample({ width: W, height: H, data }, c.width, c.height, c.filter);
-      const rgb = out.data.filter((_, i) => i % 4 !== 3);
-      expect(Buffer.from(rgb).toString('base64'), `${c.filter} ${c.width}x${c.height}`).toBe(c.rgb);
-    }
-  });
-
-  it('stays within the preprocessing tolerance of the Node path (sharp)', async () => {
-    // The web path is Pillow's resize (above); the Node path is sharp, whose kernels differ. Measured on this image:
-    // shrinking (what photos go through) max 8, mean 0.14 of 255 (the 8 at the green channel's 255-to-0 wrap);
-    // enlarging, sharp samples at a shifted grid: mean 2.6, up to 150 at hard edges. The web path is the faithful one.
-    const W = 200;
-    const H = 150;
-    const data = new Uint8Array(W * H * 4);
-    for (let y = 0; y < H; y++)
-      for (let x = 0; x < W; x++) {
-        const i = (y * W + x) * 4;
-        data[i] = Math.round(127.5 + 127.5 * Math.sin(x / 9) * Math.cos(y / 13));
-        data[i + 1] = (x + y) % 256;
-        data[i + 2] = (x - 100) ** 2 + (y - 75) ** 2 < 40 ** 2 ? 230 : 20;
-        data[i + 3] = 255;
-      }
-    const image = { width: W, height: H, data };
-    const stats = async (w: number, h: number) => {
-      const ours = resample(image, w, h, 'bicubic');
-      const node = await sharpResize(image, w, h, 'bicubic');
-      let sum = 0;
-      for (let i = 0; i < ours.data.length; i++) sum += Math.abs(ours.data[i] - node.data[i]);
-      return { max: maxDiff(ours.data, node.data), mean: sum / ours.data.length };
-    };
-    for (const [w, h] of [
-      [86, 64],
-      [64, 48],
-    ]) {
-      const { max, mean } = await stats(w, h);
-      expect(max, `${w}x${h} max`).toBeLessThanOrEqual(8);
-      expect(mean, `${w}x${h} mean`).toBeLessThan(0.25);
-    }
-    expect((await stats(300, 225)).mean).toBeLessThan(3);
-  });
-
-  it('rejects a size that is not a positive integer', () => {
-    expect(() => resample({ width: 1, height: 1, data: new Uint8Array(4) }, 0, 2, 'bicubic')).toThrow(/positive/);
-  });
-});
 
 describe('PNG encoding', () => {
   it('round-trips RGBA through a PNG that sharp decodes', async () => {

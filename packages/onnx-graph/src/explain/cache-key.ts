@@ -24,13 +24,23 @@ function subtle(): SubtleLike {
  * weights are not hashed when they are external data (the explain graph references the same files).
  */
 export async function explainCacheKey(sourceBytes: Uint8Array, options: ExplainOptions): Promise<string> {
+  return explainCacheKeyFromDigest(new Uint8Array(await subtle().digest('SHA-256', sourceBytes)), options);
+}
+
+/**
+ * `explainCacheKey` from the SHA-256 of the source graph file, for callers that hash the file
+ * streaming rather than holding a large decoder in memory.
+ */
+export async function explainCacheKeyFromDigest(sourceSha256: Uint8Array, options: ExplainOptions): Promise<string> {
   const opts = JSON.stringify({
     v: EXPLAIN_GRAPH_VERSION,
     layers: [...options.layers],
     compat: options.compat,
     attention: options.attention,
+    // only when on, so the default explain graph keeps its key
+    ...(options.positionLens ? { positionLens: true } : {}),
   });
-  const source = new Uint8Array(await subtle().digest('SHA-256', sourceBytes));
+  const source = sourceSha256;
   const tail = new TextEncoder().encode(`\u0000dexar-explain\u0000${opts}`);
   const data = new Uint8Array(source.byteLength + tail.byteLength);
   data.set(source, 0);

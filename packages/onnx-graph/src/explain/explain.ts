@@ -2,7 +2,7 @@ import { buildGradient } from '../autodiff/gradient.js';
 import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
-import { addGraphInput, addGraphOutput } from '../graph/passes.js';
+import { addGraphInput, addGraphOutput, cloneNodes } from '../graph/passes.js';
 import { type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
@@ -21,6 +21,13 @@ export const EXPLAIN_OUTPUTS = {
   logitLens: 'dexar_logit_lens',
 } as const;
 
+/**
+ * Optional output (`positionLens: true`): the logit-lens logit of each target at every position of
+ * the call, `[T, layers, S]` (the gradient-free "logit lens on image positions" baseline of
+ * evaluation).
+ */
+export const POSITION_LENS_OUTPUT = 'dexar_position_lens';
+
 /** Symbolic size of the target axis in the explain graph's inputs and outputs. */
 export const TARGET_AXIS = 'dexar_num_targets';
 
@@ -34,13 +41,19 @@ export interface ExplainOptions {
   compat: 'official' | 'paper';
   /** `self` for decoder-only families; `cross` for Florence-2 (decoder cross-attention). */
   attention: 'self' | 'cross';
+  /**
+   * Also output `dexar_position_lens` `[T, layers, S]`: z at every position p of the call,
+   * `[W_lm · FinalNorm(h_l[p])]_{y_n}` with the head's bias and soft-capping, the final norm applied
+   * once at every layer (the model's own head). Off by default; part of the cache key when on.
+   */
+  positionLens?: boolean;
 }
 
 export interface ExplainGraph {
   /** The augmented model: the original outputs plus the DEX-AR outputs. */
   model: OnnxModel;
   inputs: { targetIds: string; queryPositions: string };
-  outputs: { attentionRows: string; gradientRows: string; logitLens: string };
+  outputs: { attentionRows: string; gradientRows: string; logitLens: string; positionLens?: string };
   /** The layers in output order (axis 1 of the outputs). */
   layers: number[];
   hooks: DecoderHooks;
@@ -92,7 +105,7 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
   const hooks = findDecoderHooks(model, { attention: options?.attention });
   validate(options, hooks.layers.length);
   const g = model.graph;
-  for (const name of [...Object.values(EXPLAIN_INPUTS), ...Object.values(EXPLAIN_OUTPUTS)]) {
+  for (const name of [...Object.values(EXPLAIN_INPUTS), ...Object.values(EXPLAIN_OUTPUTS), POSITION_LENS_OUTPUT]) {
     if (g.hasTensor(name)) {
       throw new InvalidOptionsError(`the model already has a tensor named ${name}; it is an explain graph already`);
     }
@@ -118,6 +131,8 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
   const attnParts: string[] = [];
   const gradParts: string[] = [];
   const lensParts: string[] = [];
+  const positionParts: string[] = [];
+  let positionSym: string | number | null = null;
   const rowsName = b.op('Shape', [qpos]);
 
   for (const l of options.layers) {
@@ -176,28 +191,61 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
     if (head.alpha !== 1) z = lb.op('Mul', [z, lb.scalarLike(head.alpha, z)]);
     if (head.gemmBias) z = lb.op('Add', [z, vocabSlice(lb, head.gemmBias, head.vocabSize, ids, head.beta)]);
     // the head's elementwise tail (bias, soft-capping) on the target logits
-    const tail = new RowCloner(lb, {
-      qSym,
-      queryPositions: qpos,
-      prefix: `${prefix}/head_tail`,
-      what: 'the LM head tail',
-    });
-    let cur = head.output;
-    tail.bind(cur, z);
-    for (const n of tailNodes) {
-      for (const i of n.input ?? []) {
-        if (i && i !== cur && g.constantTensor(i)) {
-          const t = g.constantTensor(i);
-          const dims = t ? tensorDims(t) : [];
-          if (dims.length > 0 && dims.at(-1) === head.vocabSize && head.vocabSize > 1) {
-            tail.bind(i, vocabSlice(lb, i, head.vocabSize, ids, 1));
+    const headTail = (logits: string, tailPrefix: string) => {
+      const tail = new RowCloner(lb, {
+        qSym,
+        queryPositions: qpos,
+        prefix: tailPrefix,
+        what: 'the LM head tail',
+      });
+      let cur = head.output;
+      tail.bind(cur, logits);
+      for (const n of tailNodes) {
+        for (const i of n.input ?? []) {
+          if (i && i !== cur && g.constantTensor(i)) {
+            const t = g.constantTensor(i);
+            const dims = t ? tensorDims(t) : [];
+            if (dims.length > 0 && dims.at(-1) === head.vocabSize && head.vocabSize > 1) {
+              tail.bind(i, vocabSlice(lb, i, head.vocabSize, ids, 1));
+            }
           }
         }
+        tail.cloneNodes([n]);
+        cur = n.output?.[0] ?? '';
       }
-      tail.cloneNodes([n]);
-      cur = n.output?.[0] ?? '';
+      return tailNodes.length ? tail.resolve(cur) : logits;
+    };
+    z = headTail(z, `${prefix}/head_tail`);
+
+    if (options.positionLens) {
+      // every position of the layer output through the model's own head (final norm once)
+      let h = layer.layerOutput;
+      if (hooks.finalNorm) {
+        const { input: normInput, output: normOutput } = hooks.finalNorm;
+        const first = g.nodes.length;
+        const renamed = cloneNodes(g, finalNormNodes, {
+          mapInput: (t) => (t === normInput ? h : t),
+          renameOutput: (t) => g.uniqueTensorName(`${prefix}/position_lens/${t.replace(/^\//, '')}`),
+          renameNode: (n) =>
+            g.uniqueNodeName(`${prefix}/position_lens/${(n.name || n.opType || 'node').replace(/^\//, '')}`),
+        });
+        lb.shapes.run(g.nodes.slice(first));
+        h = renamed.get(normOutput) ?? h;
+      }
+      const hShape = lb.shape(h);
+      if (hShape?.length !== 3) {
+        throw new UnsupportedModelError(
+          `layer ${l}: the layer output ${layer.layerOutput} has shape ${formatShape(hShape)}, the position lens needs [batch, sequence, hidden]`,
+        );
+      }
+      positionSym = hShape[1] ?? null;
+      let zp = lb.op('MatMul', [lb.cast(h, headType), lb.op('Transpose', [selected], { perm: [1, 0] })]); // [1, S, T]
+      if (head.alpha !== 1) zp = lb.op('Mul', [zp, lb.scalarLike(head.alpha, zp)]);
+      if (head.gemmBias) zp = lb.op('Add', [zp, vocabSlice(lb, head.gemmBias, head.vocabSize, ids, head.beta)]);
+      zp = headTail(zp, `${prefix}/position_lens/head_tail`);
+      const st = lb.squeeze(lb.cast(zp, DataType.FLOAT), [0]); // [1, S, T] -> [S, T] (batch 1)
+      positionParts.push(lb.unsqueeze(lb.op('Transpose', [st], { perm: [1, 0] }), [1])); // [T, 1, S]
     }
-    if (tailNodes.length) z = tail.resolve(cur);
 
     const loss = lb.reduce('ReduceSum', z, undefined, false);
     const grads = buildGradient(lb, { output: loss, wrt: [rows] });
@@ -244,6 +292,7 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
   concat(attnParts, EXPLAIN_OUTPUTS.attentionRows);
   concat(gradParts, EXPLAIN_OUTPUTS.gradientRows);
   concat(lensParts, EXPLAIN_OUTPUTS.logitLens);
+  if (options.positionLens) concat(positionParts, POSITION_LENS_OUTPUT);
   const firstShape = b.shape(hooks.layers[options.layers[0] as number]?.attentionProbs ?? '') ?? [];
   const H = firstShape.length === 4 ? (firstShape[1] ?? null) : null;
   const K = firstShape.at(-1) ?? null;
@@ -251,11 +300,14 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
   addGraphOutput(model, EXPLAIN_OUTPUTS.attentionRows, DataType.FLOAT, [TARGET_AXIS, used, H, K]);
   addGraphOutput(model, EXPLAIN_OUTPUTS.gradientRows, DataType.FLOAT, [TARGET_AXIS, used, H, K]);
   addGraphOutput(model, EXPLAIN_OUTPUTS.logitLens, DataType.FLOAT, [TARGET_AXIS, used]);
+  if (options.positionLens) {
+    addGraphOutput(model, POSITION_LENS_OUTPUT, DataType.FLOAT, [TARGET_AXIS, used, positionSym]);
+  }
   model.proto.producerName = model.proto.producerName ? `${model.proto.producerName} + dexar` : 'dexar';
   return {
     model,
     inputs: { ...EXPLAIN_INPUTS },
-    outputs: { ...EXPLAIN_OUTPUTS },
+    outputs: { ...EXPLAIN_OUTPUTS, ...(options.positionLens ? { positionLens: POSITION_LENS_OUTPUT } : {}) },
     layers: [...options.layers],
     hooks,
   };

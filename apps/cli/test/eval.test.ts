@@ -1,0 +1,208 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ExplanationSchema } from '@dexar/core';
+import sharp from 'sharp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { writeShapesDataset } from '../../../packages/eval/test/helpers/dataset.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const bin = join(root, 'apps/cli/bin/dexar.js');
+const llavaTiny = join(root, 'fixtures/models/llava-tiny');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function dexar(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile('node', [bin, ...args], { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+    });
+  });
+}
+
+let dir: string;
+let data: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dexar-cli-eval-'));
+  data = await writeShapesDataset(join(dir, 'data'), 3);
+});
+
+describe('dexar eval', () => {
+  it('writes records with progress and ETA on stderr, then a report', async () => {
+    const out = join(dir, 'run');
+    const run = await dexar(
+      'eval',
+      '--model',
+      llavaTiny,
+      '--dataset',
+      data,
+      '--methods',
+      'dexar,random',
+      '--metrics',
+      'perturbation,segmentation,faithfulness',
+      '--fractions',
+      '0.5,1',
+      '--out',
+      out,
+      '--shard',
+      '0/1',
+    );
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^wrote 6 records to .*records-0-of-1\.jsonl \(3 samples computed, 0 already there/);
+    expect(run.stderr).toMatch(/dexar eval: 3\/3 samples \(100%\), [\d.]+ samples\/s, ETA 0s/);
+    const again = await dexar(
+      'eval',
+      '--model',
+      llavaTiny,
+      '--dataset',
+      data,
+      '--methods',
+      'dexar,random',
+      '--fractions',
+      '0.5,1',
+      '--out',
+      out,
+      '--quiet',
+      '--report',
+      join(dir, 'run-report'),
+    );
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/wrote 0 records .*\(0 samples computed, 3 already there/);
+    expect(again.stderr).toBe('');
+    expect(again.stdout).toContain(
+      `wrote ${join(dir, 'run-report', 'report.md')}, ${join(dir, 'run-report', 'curves.svg')}`,
+    );
+    const report = await dexar('eval', 'report', out);
+    expect(report.code).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['curves.svg', 'records-0-of-1.jsonl', 'report.md']);
+    const md = await readFile(join(out, 'report.md'), 'utf8');
+    expect(md).toMatch(/\| `dexar` \| 3 \|/);
+    expect(md).toMatch(/\| `random` \| 3 \|/);
+  });
+
+  it('prints its own help', async () => {
+    const run = await dexar('eval', '--help');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('--shard i/N');
+    expect((await dexar('--help')).stdout).toMatch(/eval +evaluate explanation methods/);
+  });
+});
+
+describe('dexar explain --method', () => {
+  const image = join(root, 'fixtures/references/llava-tiny/case0/image.png');
+  it('gives another method in the same result schema', async () => {
+    const out = join(dir, 'explain-attention');
+    const run = await dexar(
+      'explain',
+      '--model',
+      llavaTiny,
+      '--image',
+      image,
+      '--target',
+      'a red circle',
+      '--method',
+      'attention',
+      '--json',
+      '--quiet',
+      '--out',
+      out,
+    );
+    expect(run.code).toBe(0);
+    const result = ExplanationSchema.parse(JSON.parse(run.stdout));
+    expect(result.method).toBe('attention');
+    expect(result.raw).toBeUndefined();
+    expect(result.perTokenHeatmaps).toHaveLength(result.tokens.length);
+    expect(JSON.parse(await readFile(join(out, 'result.json'), 'utf8')).method).toBe('attention');
+  });
+
+  it.each([
+    ['logit-lens-image', /needs the explain graph's position lens/],
+    ['gradcam', /unknown method "gradcam"/],
+  ])('refuses %s before loading the model', async (method, message) => {
+    const out = join(dir, `explain-${method}`);
+    const run = await dexar(
+      'explain',
+      '--model',
+      llavaTiny,
+      '--image',
+      image,
+      '--method',
+      method,
+      '--quiet',
+      '--out',
+      out,
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(message);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('dexar eval bad input: one line on stderr, exit 2', () => {
+  const cases: [string, () => Promise<string[]>, RegExp][] = [
+    [
+      'a dataset folder that is neither VOC nor JSONL',
+      async () => {
+        const empty = join(dir, 'not-a-dataset');
+        await mkdir(empty, { recursive: true });
+        await writeFile(join(empty, 'readme.txt'), 'hello');
+        return ['--dataset', empty];
+      },
+      /is neither a PASCAL VOC folder .* nor a JSONL dataset/,
+    ],
+    [
+      'a mask of another size than its image',
+      async () => {
+        const d = await writeShapesDataset(join(dir, 'bad-mask'), 1);
+        await writeFile(
+          join(d, 'masks', '0000-0.png'),
+          await sharp(Buffer.alloc(10 * 20), { raw: { width: 10, height: 20, channels: 1 } })
+            .png()
+            .toBuffer(),
+        );
+        return ['--dataset', d];
+      },
+      /mask .*0000-0\.png is 10 x 20 but its image .*0000\.png is 64 x 64/,
+    ],
+    ['an unknown method', async () => ['--dataset', data, '--methods', 'dexar,gradcam'], /unknown method "gradcam"/],
+    ['an unknown metric', async () => ['--dataset', data, '--metrics', 'accuracy'], /unknown metric "accuracy"/],
+    [
+      'a shard spec like 3/2',
+      async () => ['--dataset', data, '--shard', '3/2'],
+      /--shard 3\/2: shard index 3 must be below/,
+    ],
+    ['a malformed shard spec', async () => ['--dataset', data, '--shard', 'first'], /--shard takes i\/N/],
+    [
+      'an unknown fill',
+      async () => ['--dataset', data, '--fill', 'grey'],
+      /--fill must be one of mean, black, blur, noise/,
+    ],
+    ['an unknown option', async () => ['--nope'], /Unknown option '--nope'/],
+  ];
+  it.each(cases)('%s', async (_, args, message) => {
+    const out = join(dir, `bad-${Math.random().toString(36).slice(2)}`);
+    const run = await dexar('eval', '--model', llavaTiny, '--out', out, '--quiet', ...(await args()));
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(message);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stdout).toBe('');
+    expect(existsSync(out)).toBe(false); // nothing written
+  });
+
+  it('report without folders, or of a folder without records', async () => {
+    const none = await dexar('eval', 'report');
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/needs the run folders/);
+    const empty = await dexar('eval', 'report', dir);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/no records-\*\.jsonl in/);
+    expect(empty.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

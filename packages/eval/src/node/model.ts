@@ -1,0 +1,126 @@
+/**
+ * A model opened for evaluation: its family adapter (from the registry), and the explain graph's
+ * session, built (or found in the cache beside the decoder) with the position lens when a method
+ * needs it. The default explain graph and its cache file are the Explainer's; the one with the
+ * position lens has its own cache key.
+ */
+import {
+  adapterFor,
+  type Backend,
+  DexarError,
+  type DexarOptions,
+  type ExplainRows,
+  type FamilyModel,
+  layersUsed,
+  type ModelFolder,
+  type PreparedInput,
+  type ProgressCallback,
+  readJson,
+  type Session,
+} from '@dexar/core';
+import { buildExplainGraph, explainCacheKey, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
+
+export interface EvalModel {
+  readonly model: FamilyModel;
+  readonly layers: number[];
+  /** The explain graph's cache key (its file is `<decoder>.dexar-<key>.onnx`). */
+  readonly key: string;
+  /** The model and DEX-AR options, whatever the graph's extra outputs: the default explain graph's key and config.json. */
+  readonly identity: string;
+  readonly positionLens: boolean;
+  explain(input: PreparedInput, targetIds: readonly number[]): Promise<ExplainRows>;
+  release(): Promise<void>;
+}
+
+export async function openEvalModel(options: {
+  folder: ModelFolder;
+  backend: Backend;
+  dexar: DexarOptions;
+  positionLens: boolean;
+  onProgress?: ProgressCallback;
+}): Promise<EvalModel> {
+  const { folder, backend, dexar, onProgress } = options;
+  const config = await readJson(folder, 'config.json');
+  const model = await adapterFor(config, folder.location).load(folder, backend, config);
+  const layers = layersUsed(dexar.layerIndex, model.numLayers);
+  const positionLens = options.positionLens && model.decoder.attention === 'self';
+  if (options.positionLens && !positionLens) {
+    throw new DexarError(
+      'invalid-options',
+      `logit-lens-image needs image positions in the decoder sequence; the ${model.family} family explains cross-attention: leave the method out`,
+    );
+  }
+  const graphOptions = { layers, compat: dexar.compat, attention: model.decoder.attention, positionLens };
+  const source = await folder.readBytes(model.decoder.path);
+  const key = await explainCacheKey(source, graphOptions);
+  const head = new TextEncoder().encode(`${JSON.stringify(config)}\u0000`);
+  const tagged = new Uint8Array(head.length + source.length);
+  tagged.set(head, 0);
+  tagged.set(source, head.length);
+  const identity = await explainCacheKey(tagged, { ...graphOptions, positionLens: false });
+  const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
+  let session: Session | undefined;
+  if (await folder.exists(path)) {
+    onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
+    session = await backend.createSession(folder, path).catch(() => undefined);
+  }
+  if (!session) {
+    onProgress?.({
+      stage: 'load',
+      detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${dexar.compat}${positionLens ? ', position lens' : ''})`,
+    });
+    let bytes: Uint8Array;
+    try {
+      bytes = writeModel(buildExplainGraph(readModel(source), graphOptions).model);
+    } catch (error) {
+      if (error instanceof OnnxGraphError) {
+        throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    await folder.writeBytes(path, bytes);
+    session = await backend.createSession(folder, path);
+  }
+  const explainSession = session;
+  return {
+    model,
+    layers,
+    key,
+    identity,
+    positionLens,
+    explain: (input, targetIds) => model.explain(input, targetIds, explainSession, { compat: dexar.compat }),
+    async release() {
+      await explainSession.release();
+      await model.release();
+    },
+  };
+}
+
+/**
+ * Token span of each word: the target tokens overlapping characters [char, char + length) of the
+ * target, found by decoding growing prefixes of the tokens. `first` is the word's first token.
+ */
+export function wordTokens(
+  model: Pick<FamilyModel, 'decode'>,
+  targetIds: readonly number[],
+  words: readonly { word: string; char: number }[],
+): { first: number; tokens: number[] }[] {
+  const ends: number[] = [];
+  for (let n = 0; n < targetIds.length; n++) ends.push(model.decode(targetIds.slice(0, n + 1)).length);
+  return words.map(({ word, char }) => {
+    const tokens: number[] = [];
+    for (let n = 0; n < ends.length; n++) {
+      const start = n === 0 ? 0 : ends[n - 1];
+      if (ends[n] > char && start < char + word.length) tokens.push(n);
+    }
+    if (tokens.length === 0) {
+      throw new DexarError(
+        'invalid-dataset',
+        `the word ${JSON.stringify(word)} at character ${char} matches no token of the target`,
+      );
+    }
+    return { first: tokens[0], tokens };
+  });
+}

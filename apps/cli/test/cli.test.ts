@@ -122,6 +122,16 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     ['an unknown option', async () => ['--nope'], /Unknown option '--nope'/],
     ['a malformed number', async () => ['--top-k', 'two'], /--top-k takes an integer/],
     ['an unknown compat mode', async () => ['--compat', 'exact'], /--compat must be one of official, paper/],
+    [
+      'a Florence-2 task token the model does not know',
+      async () => ['--model', join(root, 'fixtures/models/florence2-tiny'), '--prompt', '<SUMMARY>'],
+      /<SUMMARY> is not a Florence-2 task this model knows/,
+    ],
+    [
+      'an image placeholder in a PaliGemma prompt',
+      async () => ['--model', join(root, 'fixtures/models/paligemma-tiny'), '--prompt', '<image>caption en'],
+      /PaliGemma prompts carry no <image> placeholder/,
+    ],
   ];
   it.each(cases)('%s', async (_, args, message) => {
     const out = await mkdtemp(join(tmpdir(), 'dexar-cli-'));

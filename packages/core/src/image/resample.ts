@@ -1,4 +1,5 @@
-import type { ResizeFilter, RgbaImage } from '@dexar/core';
+import type { RgbaImage } from '../render/heatmap.js';
+import type { ResizeFilter } from '../runtime.js';
 
 /**
  * RGBA resizing with Pillow's resampling (`Image.resize`, libImaging/Resample.c),

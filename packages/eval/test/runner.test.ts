@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import '@dexar/adapter-llava';
 import { DexarError, parseOptions } from '@dexar/core';
+import { Explainer } from '@dexar/explain';
 import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -67,6 +68,11 @@ describe('the explain graph with the position lens, through the adapter', () => 
         positionLens: false,
       });
       expect(plain.key).not.toBe(m.key);
+      expect(plain.identity).toBe(m.identity);
+      // without the lens it is the Explainer's explain graph, same cache file
+      const explainer = await Explainer.open({ backend, folder });
+      expect(await explainer.prepare({ compat: 'paper' })).toBe(`onnx/decoder_model_merged.dexar-${plain.key}.onnx`);
+      await explainer.release();
       const again = await plain.explain(input, ids);
       expect(again.positionLens).toBeUndefined();
       const g0 = rows.gradientRows.data as Float32Array;

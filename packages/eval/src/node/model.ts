@@ -18,7 +18,7 @@ import {
   readJson,
   type Session,
 } from '@dexar/core';
-import { buildExplainGraph, explainCacheKey, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
+import { buildExplainGraph, explainCacheKeyFromDigest, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
 
 export interface EvalModel {
   readonly model: FamilyModel;
@@ -51,13 +51,19 @@ export async function openEvalModel(options: {
     );
   }
   const graphOptions = { layers, compat: dexar.compat, attention: model.decoder.attention, positionLens };
-  const source = await folder.readBytes(model.decoder.path);
-  const key = await explainCacheKey(source, graphOptions);
-  const head = new TextEncoder().encode(`${JSON.stringify(config)}\u0000`);
-  const tagged = new Uint8Array(head.length + source.length);
-  tagged.set(head, 0);
-  tagged.set(source, head.length);
-  const identity = await explainCacheKey(tagged, { ...graphOptions, positionLens: false });
+  // the decoder's digest, streamed where the folder can (a decoder may be gigabytes): the same key as the Explainer's
+  const sha256 = async (bytes: Uint8Array) =>
+    new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+  const digest = folder.sha256
+    ? await folder.sha256(model.decoder.path)
+    : await sha256(await folder.readBytes(model.decoder.path));
+  const key = await explainCacheKeyFromDigest(digest, graphOptions);
+  // identity of the model and options in records: config.json and the decoder, whatever extra outputs the graph has
+  const configBytes = new TextEncoder().encode(`${JSON.stringify(config)}\u0000`);
+  const tagged = new Uint8Array(configBytes.length + digest.length);
+  tagged.set(configBytes, 0);
+  tagged.set(digest, configBytes.length);
+  const identity = await explainCacheKeyFromDigest(await sha256(tagged), { ...graphOptions, positionLens: false });
   const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
   let session: Session | undefined;
   if (await folder.exists(path)) {
@@ -71,7 +77,7 @@ export async function openEvalModel(options: {
     });
     let bytes: Uint8Array;
     try {
-      bytes = writeModel(buildExplainGraph(readModel(source), graphOptions).model);
+      bytes = writeModel(buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), graphOptions).model);
     } catch (error) {
       if (error instanceof OnnxGraphError) {
         throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { DexarError } from '@dexar/core';
+import { methodFor, withMethod } from '@dexar/eval';
 import { builtin } from './builtin.js';
-import { applyMethod, checkExplainMethod, evalMain } from './eval.js';
+import { evalMain } from './eval.js';
 import { loadImage, openExplainer } from './library.js';
 import { writeOutputs } from './outputs.js';
 import { stderrProgress } from './progress.js';
@@ -26,8 +27,9 @@ options:
   --top-k K             head score: mean of the top-k gradients (default 1)
   --compat MODE         official (the authors' code, default) or paper (the published equations)
   --strategy S          single (one pass, default) or stepwise (one run per token, for checking)
-  --method M            dexar (default), dexar-unfiltered, attention, grad-x-attention or random:
-                        the maps of another method in the same result (dexar eval compares them)
+  --method M            dexar (default), dexar-unfiltered, attention, grad-x-attention, logit-lens-image
+                        (decoder-only families) or random: the maps of another method in the same
+                        result (dexar eval compares them)
   --raw                 add raw gradient and attention rows and head weights to result.json
   --out DIR             output folder (default dexar-out)
   --json                print the result JSON on stdout and nothing else there
@@ -126,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
     const maxNewTokens = integer('max-new-tokens', values['max-new-tokens']);
     const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
     const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
-    if (values.method !== undefined) checkExplainMethod(values.method);
+    const positionLens = values.method !== undefined && methodFor(values.method).needsPositionLens === true;
     const onProgress = stderrProgress(!values.quiet);
     const explainer = await openExplainer({
       ...(values.model ? { model: values.model } : {}),
@@ -163,9 +165,10 @@ export async function main(argv: string[]): Promise<number> {
         ...(compat ? { compat } : {}),
         ...(strategy ? { strategy } : {}),
         returnRaw: (values.raw ?? false) || (values.method ?? 'dexar') !== 'dexar',
+        positionLens,
       });
       const explained =
-        values.method && values.method !== 'dexar' ? applyMethod(result, values.method, values.raw ?? false) : result;
+        values.method && values.method !== 'dexar' ? withMethod(result, values.method, values.raw ?? false) : result;
       const out = values.out ?? 'dexar-out';
       const written = await writeOutputs(out, explained, image);
       if (values.json) {

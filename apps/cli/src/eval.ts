@@ -3,12 +3,9 @@
  * `dexar eval report DIR...`: merges shards into a Markdown table and SVG curves.
  */
 import { parseArgs } from 'node:util';
-import { DexarError, type Explanation } from '@dexar/core';
+import { DexarError } from '@dexar/core';
 import {
   type CiMethod,
-  methodExplanation,
-  methodFor,
-  methodInputFromExplanation,
   methodNames,
   metricNames,
   oneOf,
@@ -261,28 +258,4 @@ export async function evalMain(argv: string[]): Promise<number> {
     if (debug) process.stderr.write(`${(error as Error).stack}\n`);
     return usageError ? 2 : 1;
   }
-}
-
-/**
- * `dexar explain --method NAME`: another method's maps from the explanation's raw rows, in the same
- * result schema (`method` names it). The raw rows stay only when `keepRaw`.
- */
-export function applyMethod(result: Explanation, name: string, keepRaw: boolean): Explanation {
-  const method = methodFor(checkExplainMethod(name));
-  const maps = method.compute(
-    methodInputFromExplanation(result, `${result.prompt ?? ''}\u0000${result.tokens.join('')}`),
-  );
-  const out = methodExplanation(result, name, maps);
-  return keepRaw && result.raw ? { ...out, raw: result.raw } : out;
-}
-
-/** Validates `dexar explain --method` before the model loads: a registered method that needs no position lens. */
-export function checkExplainMethod(name: string): string {
-  if (methodFor(name).needsPositionLens) {
-    throw new DexarError(
-      'invalid-options',
-      `--method ${name} needs the explain graph's position lens, which dexar explain does not build: compare it with dexar eval --methods ${name}`,
-    );
-  }
-  return name;
 }

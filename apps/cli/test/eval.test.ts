@@ -27,6 +27,13 @@ function dexar(...args: string[]): Promise<Run> {
   });
 }
 
+/** A usage error: exit 2 and one line on stderr that names the problem. */
+function expectUsageError(run: Run, message: RegExp): void {
+  expect(run.code).toBe(2);
+  expect(run.stderr).toMatch(message);
+  expect(run.stderr.trim().split('\n')).toHaveLength(1);
+}
+
 let dir: string;
 let data: string;
 beforeAll(async () => {
@@ -122,26 +129,79 @@ describe('dexar explain --method', () => {
     expect(JSON.parse(await readFile(join(out, 'result.json'), 'utf8')).method).toBe('attention');
   });
 
-  it.each([
-    ['logit-lens-image', /needs the explain graph's position lens/],
-    ['gradcam', /unknown method "gradcam"/],
-  ])('refuses %s before loading the model', async (method, message) => {
-    const out = join(dir, `explain-${method}`);
+  it('gives logit-lens-image from the position lens of its own explain graph', async () => {
+    const out = join(dir, 'explain-lens');
     const run = await dexar(
       'explain',
       '--model',
       llavaTiny,
       '--image',
       image,
+      '--target',
+      'a red circle',
       '--method',
-      method,
+      'logit-lens-image',
+      '--raw',
+      '--json',
       '--quiet',
       '--out',
       out,
     );
-    expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(message);
-    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.code).toBe(0);
+    const result = ExplanationSchema.parse(JSON.parse(run.stdout));
+    const raw = result.raw as NonNullable<typeof result.raw>;
+    const lens = raw.positionLens as number[][][];
+    const { start, end } = raw.imageKeys;
+    expect(result.method).toBe('logit-lens-image');
+    expect(lens).toHaveLength(result.tokens.length);
+    expect(lens[0]).toHaveLength(raw.layers.length);
+    // each token's map: the mean over the layers used of its logit lens at the image positions, min-max normalised
+    for (const [n, perLayer] of lens.entries()) {
+      const mean = Array.from({ length: end - start }, (_, j) => {
+        return perLayer.reduce((sum, row) => sum + row[start + j], 0) / perLayer.length;
+      });
+      const lo = Math.min(...mean);
+      const hi = Math.max(...mean);
+      const want = mean.map((v) => (v - lo) / (hi - lo));
+      const got = result.perTokenHeatmaps[n].flat();
+      expect(Math.max(...got.map((v, j) => Math.abs(v - want[j])))).toBeLessThan(1e-5);
+    }
+  });
+
+  it('refuses logit-lens-image for a cross-attention family', async () => {
+    const run = await dexar(
+      'explain',
+      '--model',
+      join(root, 'fixtures/models/florence2-tiny'),
+      '--image',
+      image,
+      '--prompt',
+      '<CAPTION>',
+      '--target',
+      'a red circle',
+      '--method',
+      'logit-lens-image',
+      '--quiet',
+      '--out',
+      join(dir, 'explain-lens-florence'),
+    );
+    expectUsageError(run, /positionLens needs .* a decoder-only family \(this is florence2/);
+  });
+
+  it('refuses an unknown method before loading the model', async () => {
+    const run = await dexar(
+      'explain',
+      '--model',
+      join(dir, 'no-model-here'),
+      '--image',
+      image,
+      '--method',
+      'gradcam',
+      '--quiet',
+      '--out',
+      join(dir, 'explain-gradcam'),
+    );
+    expectUsageError(run, /unknown method "gradcam"/);
   });
 });
 
@@ -189,9 +249,7 @@ describe('dexar eval bad input: one line on stderr, exit 2', () => {
   it.each(cases)('%s', async (_, args, message) => {
     const out = join(dir, `bad-${Math.random().toString(36).slice(2)}`);
     const run = await dexar('eval', '--model', llavaTiny, '--out', out, '--quiet', ...(await args()));
-    expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(message);
-    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expectUsageError(run, message);
     expect(run.stdout).toBe('');
     expect(existsSync(out)).toBe(false); // nothing written
   });

@@ -25,6 +25,7 @@ const ui = {
   layerIndex: $<HTMLInputElement>('layer-index'),
   topK: $<HTMLInputElement>('top-k'),
   compat: $<HTMLSelectElement>('compat'),
+  method: $<HTMLSelectElement>('method'),
   maxNew: $<HTMLInputElement>('max-new'),
   backend: $<HTMLSelectElement>('backend'),
   explain: $<HTMLButtonElement>('explain'),
@@ -271,6 +272,7 @@ function explainInput(): ExplainInput {
     layerIndex: int(ui.layerIndex, 'layer index'),
     topK: int(ui.topK, 'top-k'),
     compat: ui.compat.value as 'official' | 'paper',
+    method: ui.method.value,
   };
 }
 
@@ -289,7 +291,11 @@ async function runExplain() {
     const explained = await call<Explained>({ type: 'explain', input }, showProgress);
     await showResult(explained);
     showProgress();
-    setStatus(`Explained ${explained.result.tokens.length} tokens in ${(explained.ms / 1000).toFixed(2)} s.`, 'done');
+    const method = explained.result.method === 'dexar' ? '' : ` with ${explained.result.method}`;
+    setStatus(
+      `Explained ${explained.result.tokens.length} tokens${method} in ${(explained.ms / 1000).toFixed(2)} s.`,
+      'done',
+    );
     document.body.dataset.explainMs = explained.ms.toFixed(1);
     document.body.dataset.state = 'done';
   } catch (error) {

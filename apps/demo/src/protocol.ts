@@ -18,6 +18,8 @@ export interface ExplainInput {
   layerIndex: number;
   topK: number;
   compat: Compat;
+  /** An explanation method of @dexar/eval (`dexar`, or a baseline computed from the raw rows). */
+  method: string;
 }
 
 export type Request =

@@ -3,6 +3,7 @@ import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import type { ProgressEvent } from '@dexar/core';
+import { methodFor, withMethod } from '@dexar/eval';
 import { Explainer } from '@dexar/explain';
 import {
   decodeImage,
@@ -73,6 +74,7 @@ async function handle(request: Request, progress: (event: ProgressEvent) => void
       const { image: bytes, ...input } = request.input;
       const image = await decodeImage(bytes);
       const t0 = performance.now();
+      const baseline = input.method !== 'dexar';
       const result = await explainer.explain(image, {
         prompt: input.prompt,
         ...(input.target !== undefined ? { target: input.target } : {}),
@@ -81,8 +83,14 @@ async function handle(request: Request, progress: (event: ProgressEvent) => void
         topK: input.topK,
         compat: input.compat,
         headWeights: true,
+        returnRaw: baseline,
+        positionLens: methodFor(input.method).needsPositionLens === true,
       });
-      const explained: Explained = { result, image, ms: performance.now() - t0 };
+      const explained: Explained = {
+        result: baseline ? withMethod(result, input.method, false) : result,
+        image,
+        ms: performance.now() - t0,
+      };
       return explained;
     }
     case 'clear-cache':

@@ -38,7 +38,7 @@ async function buildIfMissing() {
 }
 
 /** The Node CLI's result for the same model, image and prompt, on a copy of the model (its graph cache stays out of the repo). */
-async function runCli(m: BuiltinManifest): Promise<Explanation> {
+async function runCli(m: BuiltinManifest, ...extra: string[]): Promise<Explanation> {
   const work = mkdtempSync(join(tmpdir(), 'dexar-e2e-'));
   try {
     const model = join(work, 'model');
@@ -62,6 +62,7 @@ async function runCli(m: BuiltinManifest): Promise<Explanation> {
         '--quiet',
         '--out',
         join(work, 'out'),
+        ...extra,
       ],
       { maxBuffer: 512 * 1024 * 1024 },
     );
@@ -249,6 +250,31 @@ describe(`the demo in headless Chromium`, () => {
     expect(keys.some((k) => /\/builtin\/model\|onnx\/decoder_model_merged\.dexar-[0-9a-f]{64}\.onnx$/.test(k))).toBe(
       true,
     );
+  });
+
+  it('explains with a baseline method picked in the page, as dexar explain --method does', async () => {
+    const node = runCli(manifest, '--method', 'logit-lens-image');
+    await page.click('#advanced summary');
+    await page.selectOption('#method', 'logit-lens-image');
+    await page.click('#explain');
+    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), null, {
+      timeout: 90_000,
+    });
+    expect(await page.textContent('#status')).toMatch(/^Explained \d+ tokens with logit-lens-image/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
+    const browserResult = JSON.parse(readFileSync((await download.path()) as string, 'utf8')) as Explanation;
+    const cliResult = await node;
+    expect(browserResult.method).toBe('logit-lens-image');
+    expect(cliResult.method).toBe('logit-lens-image');
+    expect(browserResult.tokens).toEqual(cliResult.tokens);
+    const max = Math.max(
+      maxAbsDiff(browserResult.perTokenHeatmaps, cliResult.perTokenHeatmaps, 'perTokenHeatmaps'),
+      maxAbsDiff(browserResult.sentenceHeatmap, cliResult.sentenceHeatmap, 'sentenceHeatmap'),
+    );
+    console.log(`e2e: logit-lens-image, max |browser - CLI| = ${max.toExponential(2)}`);
+    expect(max).toBeLessThan(TOLERANCE);
+    await page.selectOption('#method', 'dexar');
+    await page.click('#advanced summary');
   });
 
   it('opens a model folder the user picks and explains a chosen image and a typed target', async () => {

@@ -1,5 +1,8 @@
 import {
+  batchAttentionMask,
+  batchImageFeatures,
   type Cache,
+  checkScoreBatch,
   concatEmbeddings,
   type Embeddings,
   embedTokens,
@@ -7,9 +10,11 @@ import {
   greedyDecode,
   LazyDecoder,
   pixelValues,
+  readLogProbabilities,
   readModelFiles,
   sliceEmbeddings,
   stackRows,
+  tileRows,
 } from '@dexar/adapter-kit';
 import {
   type Backend,
@@ -22,6 +27,7 @@ import {
   type PreparedInput,
   type ProgressCallback,
   type RgbaImage,
+  type ScoreBatch,
   type Session,
   type TypedTensor,
 } from '@dexar/core';
@@ -53,6 +59,8 @@ export async function loadFlorence2(folder: ModelFolder, backend: Backend, rawCo
 
 /** The encoder's output for one image and task: the decoder cross-attends to it. */
 interface EncodedInput extends PreparedInput {
+  /** The encoder's input, [vision features, task prompt embeddings]. `[E, D]` */
+  readonly encoderInput: Embeddings;
   readonly encoderHidden: TypedTensor;
   /** Encoder positions of the grid features (the pooled token is not a grid cell). */
   readonly imageKeys: KeySpan;
@@ -137,6 +145,8 @@ class Florence2Model implements FamilyModel {
     return {
       image: { width: image.width, height: image.height },
       promptIds: ids,
+      pixels,
+      encoderInput,
       encoderHidden,
       imageKeys,
       promptKeys: Array.from({ length: ids.length }, (_, i) => count + i),
@@ -216,6 +226,46 @@ class Florence2Model implements FamilyModel {
     };
   }
 
+  /**
+   * Teacher-forced log-probabilities of the targets for B variants of the prepared input: one
+   * vision run over the batch's images, one encoder run (hidden image tokens masked out of its
+   * self-attention and so of the decoder's cross-attention) and one decoder run over
+   * [start, bos, y_0 .. y_{T-2}]. Returns `[B, T]` natural-log probabilities.
+   */
+  async scoreTargets(prepared: PreparedInput, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array> {
+    const input = prepared as EncodedInput;
+    const T = targetIds.length;
+    const { start: i0, end: i1 } = input.imageKeys;
+    const N = i1 - i0;
+    const B = checkScoreBatch(batch, N, T);
+    const { length: E, hidden: D } = input.encoderInput;
+    const rows = tileRows(input.encoderInput, B);
+    if (batch.pixels) {
+      // every vision feature (pooled and grid) comes first in the encoder input
+      const count = E - input.promptIds.length;
+      const features = await batchImageFeatures(this.backend, this.sessions.vision, batch.pixels, count, D);
+      for (let b = 0; b < B; b++) {
+        rows.set(features.data.subarray(b * features.count * D, (b * features.count + count) * D), b * E * D);
+      }
+    }
+    const mask = batchAttentionMask(this.backend, batch, E, i0, N);
+    const { last_hidden_state: encoderHidden } = await this.sessions.encoder.run({
+      inputs_embeds: this.backend.tensor('float32', rows, [B, E, D]),
+      attention_mask: mask,
+    });
+    const sequence = await this.embed([...this.context, ...targetIds.slice(0, -1)]);
+    const decoder = await this.sessions.decoder.get();
+    const { logits } = await decoder.run({
+      inputs_embeds: this.backend.tensor('float32', tileRows(sequence, B), [B, sequence.length, D]),
+      encoder_hidden_states: encoderHidden,
+      encoder_attention_mask: mask,
+      ...this.emptyCache(B),
+    });
+    const out = new Float64Array(B * T);
+    for (let n = 0; n < T; n++) readLogProbabilities(logits, n + 1, targetIds[n], out, n, T);
+    return out;
+  }
+
   async release(): Promise<void> {
     const { vision, embed, encoder, decoder } = this.sessions;
     await Promise.all([vision.release(), embed.release(), encoder.release(), decoder.release()]);
@@ -267,13 +317,13 @@ class Florence2Model implements FamilyModel {
     };
   }
 
-  private emptyCache(): Cache {
+  private emptyCache(batch = 1): Cache {
     const cache: Cache = {};
     for (let i = 0; i < this.numLayers; i++) {
       for (const part of ['decoder', 'encoder']) {
         for (const kind of ['key', 'value']) {
           cache[`past_key_values.${i}.${part}.${kind}`] = this.backend.tensor('float32', new Float32Array(0), [
-            1,
+            batch,
             this.heads,
             0,
             this.headDim,

@@ -18,7 +18,6 @@ import {
 } from '@dexar/core';
 import type { Tokenizer } from '@huggingface/tokenizers';
 import {
-  type Cache,
   type CacheShape,
   concatEmbeddings,
   decoderFeeds,
@@ -30,6 +29,7 @@ import {
 } from './decoding.js';
 import { explainDecoderOnly } from './explain-runs.js';
 import { LazyDecoder } from './lazy-session.js';
+import { batchAttentionMask, batchImageFeatures, checkScoreBatch, readLogProbabilities, tileRows } from './scoring.js';
 
 export const DECODER_PATH = 'onnx/decoder_model_merged.onnx';
 
@@ -165,63 +165,27 @@ export abstract class DecoderOnlyModel implements FamilyModel {
    */
   async scoreTargets(prepared: PreparedInput, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array> {
     const input = prepared as MergedPrompt;
-    const B = batch.size;
     const T = targetIds.length;
     const P = input.promptIds.length;
     const { start: i0, end: i1 } = input.imageKeys;
     const N = i1 - i0;
-    if (!(Number.isInteger(B) && B > 0) || T === 0) {
-      throw new DexarError('invalid-input', `scoreTargets needs a positive batch size and targets, got ${B} and ${T}`);
-    }
-    if (batch.imageTokenMask && batch.imageTokenMask.length !== B * N) {
-      throw new DexarError(
-        'invalid-input',
-        `the image token mask holds ${batch.imageTokenMask.length} values, the batch needs ${B} x ${N}`,
-      );
-    }
+    const B = checkScoreBatch(batch, N, T);
     const D = input.embeddings.hidden;
-    // image features per row: [B, N, D]
-    let features: Float32Array | undefined;
-    if (batch.pixels) {
-      const dims = batch.pixels.dims;
-      if (dims[0] !== B || batch.pixels.data.length !== dims.reduce((a, b) => a * b, 1)) {
-        throw new DexarError(
-          'invalid-input',
-          `batch pixels [${dims.join(', ')}] do not hold ${B} images of the prepared image's size`,
-        );
-      }
-      const { image_features: out } = await this.sessions.vision.run({
-        pixel_values: this.backend.tensor('float32', batch.pixels.data, dims),
-      });
-      if (out.dims[0] !== B || out.dims[1] < N || out.dims[2] !== D) {
-        throw new DexarError(
-          'unsupported-model',
-          `the vision encoder returned [${out.dims.join(', ')}] for a batch of ${B}: scoring needs an export with a dynamic batch axis`,
-        );
-      }
-      features = out.data as Float32Array;
-    }
+    const features = batch.pixels
+      ? await batchImageFeatures(this.backend, this.sessions.vision, batch.pixels, N, D)
+      : undefined;
     const rowEmbeddings = (prompt: Embeddings) => {
       const S = prompt.length;
-      const data = new Float32Array(B * S * D);
+      const data = tileRows(prompt, B);
       for (let b = 0; b < B; b++) {
-        data.set(prompt.data.subarray(0, S * D), b * S * D);
         if (features) {
-          const perRow = features.length / B;
-          data.set(features.subarray(b * perRow, b * perRow + N * D), (b * S + i0) * D);
+          const perRow = features.count * D;
+          data.set(features.data.subarray(b * perRow, b * perRow + N * D), (b * S + i0) * D);
         }
       }
       return this.backend.tensor('float32', data, [B, S, D]);
     };
-    const mask = (total: number) => {
-      const data = new BigInt64Array(B * total).fill(1n);
-      if (batch.imageTokenMask) {
-        for (let b = 0; b < B; b++) {
-          for (let j = 0; j < N; j++) if (batch.imageTokenMask[b * N + j] === 0) data[b * total + i0 + j] = 0n;
-        }
-      }
-      return this.backend.tensor('int64', data, [B, total]);
-    };
+    const mask = (total: number) => batchAttentionMask(this.backend, batch, total, i0, N);
     const positions = (start: number, length: number) =>
       this.backend.tensor(
         'int64',
@@ -230,34 +194,12 @@ export abstract class DecoderOnlyModel implements FamilyModel {
         ),
         [B, length],
       );
-    const { numLayers, kvHeads, headDim } = this.cacheShape;
-    const empty: Cache = {};
-    for (let l = 0; l < numLayers; l++) {
-      for (const kind of ['key', 'value']) {
-        empty[`past_key_values.${l}.${kind}`] = this.backend.tensor('float32', new Float32Array(0), [
-          B,
-          kvHeads,
-          0,
-          headDim,
-        ]);
-      }
-    }
+    const empty = emptyCache(this.backend, this.cacheShape, B);
     const decoder = await this.sessions.decoder.get();
     const answer = await this.embed(targetIds.slice(0, -1));
     const out = new Float64Array(B * T);
-    /** Reads log p(targetIds[n]) at `position` of every row of `logits` [B, S, V] into column n. */
-    const read = (logits: TypedTensor, position: number, n: number) => {
-      const [, S, V] = logits.dims as [number, number, number];
-      const data = logits.data as Float32Array;
-      for (let b = 0; b < B; b++) {
-        const base = (b * S + position) * V;
-        let max = Number.NEGATIVE_INFINITY;
-        for (let v = 0; v < V; v++) if (data[base + v] > max) max = data[base + v];
-        let sum = 0;
-        for (let v = 0; v < V; v++) sum += Math.exp(data[base + v] - max);
-        out[b * T + n] = data[base + targetIds[n]] - max - Math.log(sum);
-      }
-    };
+    const read = (logits: TypedTensor, position: number, n: number) =>
+      readLogProbabilities(logits, position, targetIds[n], out, n, T);
     if (!this.settings.prefixCall) {
       const sequence = concatEmbeddings([input.embeddings, answer]);
       const S = sequence.length;
@@ -278,10 +220,8 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       read(prefix.logits, P - 1, 0);
       if (T > 1) {
         const A = answer.length;
-        const tiled = new Float32Array(B * A * D);
-        for (let b = 0; b < B; b++) tiled.set(answer.data.subarray(0, A * D), b * A * D);
         const rest = await decoder.run({
-          inputs_embeds: this.backend.tensor('float32', tiled, [B, A, D]),
+          inputs_embeds: this.backend.tensor('float32', tileRows(answer, B), [B, A, D]),
           attention_mask: mask(P + A),
           position_ids: positions(P, A),
           ...nextCache(prefix),

@@ -27,12 +27,13 @@ export function layersOfDecoder(session: Session): number {
   return count;
 }
 
-export function emptyCache(backend: Backend, shape: CacheShape): Cache {
+/** An empty KV cache for `batch` rows (1 unless scoring a batch of variants). */
+export function emptyCache(backend: Backend, shape: CacheShape, batch = 1): Cache {
   const cache: Cache = {};
   for (let i = 0; i < shape.numLayers; i++) {
     for (const kind of ['key', 'value']) {
       cache[`past_key_values.${i}.${kind}`] = backend.tensor('float32', new Float32Array(0), [
-        1,
+        batch,
         shape.kvHeads,
         0,
         shape.headDim,

@@ -30,3 +30,10 @@ export {
 export { type Normalisation, pixelValues } from './image.js';
 export { LazyDecoder } from './lazy-session.js';
 export { type ModelFiles, readModelFiles } from './model-files.js';
+export {
+  batchAttentionMask,
+  batchImageFeatures,
+  checkScoreBatch,
+  readLogProbabilities,
+  tileRows,
+} from './scoring.js';

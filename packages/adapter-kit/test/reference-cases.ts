@@ -98,3 +98,18 @@ export async function expectPreparedLikeReference(model: FamilyModel, c: Referen
   expect(model.tokenizeTarget(c.target)).toEqual(c.target_ids);
   expect(model.tokenStrings(c.target_ids)).toEqual(c.tokens);
 }
+
+/** A scoring batch of two images: the prepared one at half intensity, then the prepared one itself. */
+export function halvedAndClean(pixels: { data: Float32Array; dims: readonly number[] }): {
+  data: Float32Array;
+  dims: number[];
+} {
+  const size = pixels.data.length;
+  const data = new Float32Array(2 * size);
+  data.set(
+    pixels.data.map((v) => v * 0.5),
+    0,
+  );
+  data.set(pixels.data, size);
+  return { data, dims: [2, ...pixels.dims.slice(1)] };
+}

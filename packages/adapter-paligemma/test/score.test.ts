@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { adapterFor, type FamilyModel, type PreparedInput, readJson } from '@dexar/core';
 import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
+import { halvedAndClean, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
 import '../src/index.js';
 
 const backend = nodeBackend({ threads: 1 });
@@ -36,14 +36,7 @@ describe('paligemma-tiny: batched teacher-forced scoring through the prefix call
 
   it('scores a batch of variants like the variants one by one', async () => {
     const pixels = input.pixels as NonNullable<PreparedInput['pixels']>;
-    const size = pixels.data.length;
-    const data = new Float32Array(2 * size);
-    data.set(
-      pixels.data.map((v) => v * 0.5),
-      0,
-    );
-    data.set(pixels.data, size);
-    const dims = [2, ...pixels.dims.slice(1)];
+    const { data, dims } = halvedAndClean(pixels);
     const batch = (await model.scoreTargets?.(input, greedy, { size: 2, pixels: { data, dims } })) as Float64Array;
     const clean = (await model.scoreTargets?.(input, greedy, { size: 1 })) as Float64Array;
     const T = greedy.length;

@@ -44,6 +44,8 @@ export const ExplanationSchema = z
         imageKeys: z.strictObject({ start: z.number().int(), end: z.number().int() }),
         gradientRows: z.array(map3d),
         attentionRows: z.array(map3d),
+        /** Logit-lens logit of each target at every position `[T][layers][positions]` (explain with `positionLens`). */
+        positionLens: map3d.optional(),
       })
       .optional(),
   })
@@ -85,6 +87,8 @@ export interface ExplanationMeta {
     layout: TokenLayout;
     gradientRows: Tensor<FloatData>;
     attentionRows: Tensor<FloatData>;
+    /** `[T, layers, positions]` */
+    positionLens?: Tensor<FloatData>;
   };
 }
 
@@ -144,5 +148,13 @@ function rawRows(raw: NonNullable<ExplanationMeta['raw']>): NonNullable<Explanat
     imageKeys: { start: raw.layout.imageKeys.start, end: raw.layout.imageKeys.end },
     gradientRows: crop(raw.gradientRows),
     attentionRows: crop(raw.attentionRows),
+    ...(raw.positionLens ? { positionLens: nested3d(raw.positionLens) } : {}),
   };
+}
+
+function nested3d(t: Tensor<FloatData>): number[][][] {
+  const [A, B, C] = t.dims as [number, number, number];
+  return Array.from({ length: A }, (_, a) =>
+    Array.from({ length: B }, (_, b) => Array.from(t.data.subarray((a * B + b) * C, (a * B + b + 1) * C))),
+  );
 }

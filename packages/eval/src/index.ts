@@ -13,6 +13,7 @@ export {
   methodInputFromExplanation,
   methodNames,
   registerMethod,
+  withMethod,
 } from './methods.js';
 export { fillerTokens, type TokenRanking, tokenRanking } from './metrics/faithfulness.js';
 export {

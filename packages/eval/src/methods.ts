@@ -279,9 +279,12 @@ export function methodInputFromExplanation(
     }
     return { data, dims: [T, L, H, K] };
   };
+  const lens = raw.positionLens;
+  const S = lens?.[0]?.[0]?.length ?? 0;
   return {
     gradientRows: pack(raw.gradientRows),
     attentionRows: pack(raw.attentionRows),
+    ...(lens ? { positionLens: { data: Float32Array.from(lens.flat(2)), dims: [T, L, S] } } : {}),
     layers: raw.layers,
     numLayers: (raw.layers.at(-1) ?? 0) + 1,
     layout,
@@ -311,4 +314,17 @@ export function methodExplanation(base: Explanation, method: string, maps: Metho
     sentenceHeatmap: grid(maps.sentence, 0),
     sentenceHeatmapUnfiltered: grid(maps.sentence, 0),
   };
+}
+
+/**
+ * Another method's maps for an explanation made with `returnRaw` (and `positionLens` where the
+ * method needs it), in the same result schema with `method` naming it. The raw rows stay only
+ * when `keepRaw`. (`dexar explain --method`, the demo's method picker.)
+ */
+export function withMethod(explanation: Explanation, name: string, keepRaw: boolean): Explanation {
+  const maps = methodFor(name).compute(
+    methodInputFromExplanation(explanation, `${explanation.prompt ?? ''}\u0000${explanation.tokens.join('')}`),
+  );
+  const out = methodExplanation(explanation, name, maps);
+  return keepRaw && explanation.raw ? { ...out, raw: explanation.raw } : out;
 }

@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, truncate, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import { DexarError, parseOptions } from '@dexar/core';
 import { Explainer } from '@dexar/explain';
@@ -236,6 +237,32 @@ describe('dexar eval runs', () => {
     expect(p.removedAll).toBeGreaterThan(0);
     expect(p.positive.ppl[2]).toBe(p.negative.ppl[2]);
   });
+
+  it.each(['pixels', 'tokens'] as const)(
+    'scores Florence-2 (encoder-decoder) with %s-space perturbation',
+    async (space) => {
+      const florence = await writeShapesDataset(join(dir, `florence-${space}`), 2, 64, '<CAPTION>');
+      const o = await runEvaluation({
+        model: join(root, 'fixtures/models/florence2-tiny'),
+        dataset: florence,
+        methods: ['dexar', 'attention'],
+        metrics: ['perturbation', 'segmentation'],
+        out: join(dir, `florence-out-${space}`),
+        limit: 2,
+        perturbation: { fractions: [0, 0.5, 1], space },
+        batchSize: 3,
+      });
+      const samples = samplesOf(await lines(o.file));
+      expect(samples.map((r) => r.method)).toEqual(['dexar', 'attention', 'dexar', 'attention']);
+      for (const r of samples) {
+        const p = r.perturbation as NonNullable<SampleRecord['perturbation']>;
+        expect(p.positive.ppl[0]).toBeCloseTo(p.clean, 6); // nothing removed
+        expect(p.positive.nppl.every(Number.isFinite)).toBe(true);
+        expect(p.positive.ppl[2]).toBeCloseTo(p.negative.ppl[2], 6); // everything removed, in either order
+        expect(Math.abs(p.positive.ppl[2] - p.clean)).toBeGreaterThan(1e-6);
+      }
+    },
+  );
 
   it('crops a mask to the window the model sees', () => {
     const mask = { width: 4, height: 2, data: Uint8Array.from([1, 0, 0, 1, 0, 1, 1, 0]) };

@@ -2,7 +2,9 @@
 // model: teacher-forced explanation time / greedy generation time of the same
 // tokens (target <= 1.5), single pass vs stepwise at T = 20 (target >= 8x),
 // and peak RSS of an explanation / of a generation, each in its own process
-// (target <= 1.3). Medians of 5 runs; the explain graph is built before timing.
+// (target <= 1.3). Medians of 5 runs after untimed warm-up runs (up to 10, for at most 1.5 s: on the
+// small shapes model V8's JIT made the first 8 explanations 2-3x slower than the rest); the explain graph
+// is built before timing.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +17,7 @@ import { Explainer } from '../src/index.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const RUNS = 5;
+const WARMUP = { runs: 10, ms: 1500 };
 
 interface BenchModel {
   name: string;
@@ -36,6 +39,8 @@ const models: BenchModel[] = [
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function time(fn: () => Promise<unknown>): Promise<number> {
+  const warmupStart = performance.now();
+  for (let i = 0; i < WARMUP.runs && performance.now() - warmupStart < WARMUP.ms; i++) await fn();
   const samples: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const start = performance.now();
@@ -103,6 +108,10 @@ const args = process.argv.slice(2);
 if (args[0] === '--child') {
   await child(args[1], args[2], args[3], args[4].split(',').map(Number));
 } else {
-  console.log(`pipeline benchmarks: medians of ${RUNS} runs (onnxruntime-node, CPU)`);
-  for (const model of models) await bench(model);
+  // optional model names select a subset: tsx bench/pipeline.ts shapes-llava
+  const selected = args.length > 0 ? models.filter((m) => args.includes(m.name)) : models;
+  console.log(
+    `pipeline benchmarks: medians of ${RUNS} runs after up to ${WARMUP.runs} warm-up runs (onnxruntime-node, CPU)`,
+  );
+  for (const model of selected) await bench(model);
 }

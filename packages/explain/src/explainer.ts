@@ -73,11 +73,17 @@ export class Explainer {
   async explain(image: RgbaImage, request: ExplainRequest): Promise<Explanation> {
     const r = parse(ExplainRequestSchema, request);
     const options = parseOptions({ layerIndex: r.layerIndex, topK: r.topK, compat: r.compat });
+    if (r.positionLens && (r.strategy !== 'single' || !r.returnRaw || this.model.decoder.attention !== 'self')) {
+      throw new DexarError(
+        'invalid-options',
+        `positionLens needs returnRaw, the single strategy and a decoder-only family (this is ${this.model.family}, ${r.strategy})`,
+      );
+    }
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
     const targetIds = await this.targetOf(input, r);
-    const session = await this.explainSession(layers, options.compat);
+    const session = await this.explainSession(layers, options.compat, r.positionLens);
     this.onProgress?.({ stage: 'explain', done: 0, total: r.strategy === 'single' ? 1 : targetIds.length });
     const rows =
       r.strategy === 'single'
@@ -101,6 +107,7 @@ export class Explainer {
               layout: rows.layout,
               gradientRows: rows.gradientRows as never,
               attentionRows: rows.attentionRows as never,
+              ...(rows.positionLens ? { positionLens: rows.positionLens as never } : {}),
             },
           }
         : {}),
@@ -139,8 +146,8 @@ export class Explainer {
   async prepare(request: { layerIndex?: number; compat?: 'official' | 'paper' } = {}): Promise<string> {
     const options = parseOptions(request);
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
-    await this.explainSession(layers, options.compat);
-    return this.explainGraphPath(await this.cacheKey(layers, options.compat));
+    await this.explainSession(layers, options.compat, false);
+    return this.explainGraphPath(await this.cacheKey(layers, options.compat, false));
   }
 
   async release(): Promise<void> {
@@ -173,7 +180,7 @@ export class Explainer {
   /** SHA-256 of the decoder graph, computed once; the bytes themselves are not kept. */
   private decoderDigest?: Promise<Uint8Array>;
 
-  private async cacheKey(layers: number[], compat: 'official' | 'paper'): Promise<string> {
+  private async cacheKey(layers: number[], compat: 'official' | 'paper', positionLens: boolean): Promise<string> {
     const { folder } = this;
     const path = this.model.decoder.path;
     this.decoderDigest ??= folder.sha256
@@ -187,6 +194,7 @@ export class Explainer {
       layers,
       compat,
       attention: this.model.decoder.attention,
+      positionLens,
     });
   }
 
@@ -199,8 +207,12 @@ export class Explainer {
    * weights resolve), keyed by the decoder's hash and the options; a missing,
    * stale or unreadable cache file is rebuilt.
    */
-  private async explainSession(layers: number[], compat: 'official' | 'paper'): Promise<Session> {
-    const key = await this.cacheKey(layers, compat);
+  private async explainSession(
+    layers: number[],
+    compat: 'official' | 'paper',
+    positionLens: boolean,
+  ): Promise<Session> {
+    const key = await this.cacheKey(layers, compat, positionLens);
     const known = this.explainSessions.get(key);
     if (known) return known;
     const path = this.explainGraphPath(key);
@@ -212,12 +224,13 @@ export class Explainer {
     if (!session) {
       this.onProgress?.({
         stage: 'load',
-        detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat})`,
+        detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
       });
       const explainGraph = buildGraph(await this.folder.readBytes(this.model.decoder.path), {
         layers,
         compat,
         attention: this.model.decoder.attention,
+        positionLens,
         location: `${this.folder.location}/${this.model.decoder.path}`,
       });
       await this.folder.writeBytes(path, writeModel(explainGraph.model));

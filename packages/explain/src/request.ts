@@ -14,6 +14,11 @@ export const ExplainRequestSchema = DexarOptionsSchema.extend({
   returnRaw: z.boolean().default(false),
   /** Add the head weights (`[T][layersUsed][H]`, paper Eq. 5) without the raw rows, which can be large. */
   headWeights: z.boolean().default(false),
+  /**
+   * With `returnRaw`: also the logit-lens logit of each target at every position (`raw.positionLens`),
+   * which gradient-free baselines read (decoder-only families, single pass; an explain graph of its own).
+   */
+  positionLens: z.boolean().default(false),
 });
 export type ExplainRequest = z.input<typeof ExplainRequestSchema>;
 

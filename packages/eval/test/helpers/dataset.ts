@@ -46,7 +46,12 @@ const scenes = (size: number): Shape[][] => [
 ];
 
 /** A shapes-style manifest (objects, masks, grounded words with offsets) of `count` samples over 64 px images. */
-export async function writeShapesDataset(dir: string, count = 4, size = 64): Promise<string> {
+export async function writeShapesDataset(
+  dir: string,
+  count = 4,
+  size = 64,
+  prompt = 'USER: <image>\nDescribe the image. ASSISTANT:',
+): Promise<string> {
   await mkdir(join(dir, 'images'), { recursive: true });
   await mkdir(join(dir, 'masks'), { recursive: true });
   const lines: string[] = [];
@@ -77,7 +82,7 @@ export async function writeShapesDataset(dir: string, count = 4, size = 64): Pro
         id: `${name}-caption`,
         kind: 'caption',
         image: `images/${name}.png`,
-        prompt: 'USER: <image>\nDescribe the image. ASSISTANT:',
+        prompt,
         target,
         objects,
         words: located,

@@ -16,8 +16,8 @@ import {
   type TypedTensor,
   toExplanation,
 } from '@dexar/core';
-import { buildExplainGraph, explainCacheKeyFromDigest, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
 import type { z } from 'zod';
+import { type ExplainGraphOptions, graphDigest, openExplainGraph } from './explain-graph.js';
 import { type ExplainRequest, ExplainRequestSchema, type GenerateRequest, GenerateRequestSchema } from './request.js';
 
 export interface OpenOptions {
@@ -37,7 +37,7 @@ export interface Generation {
  * graphs built so far (one per layer range and compat), reused across calls.
  */
 export class Explainer {
-  private readonly explainSessions = new Map<string, Session>();
+  private readonly explainGraphs = new Map<string, Promise<{ session: Session; path: string }>>();
 
   private constructor(
     readonly backend: Backend,
@@ -83,7 +83,7 @@ export class Explainer {
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
     const targetIds = await this.targetOf(input, r);
-    const session = await this.explainSession(layers, options.compat, r.positionLens);
+    const { session } = await this.explainGraph({ layers, compat: options.compat, positionLens: r.positionLens });
     this.onProgress?.({ stage: 'explain', done: 0, total: r.strategy === 'single' ? 1 : targetIds.length });
     const rows =
       r.strategy === 'single'
@@ -146,13 +146,13 @@ export class Explainer {
   async prepare(request: { layerIndex?: number; compat?: 'official' | 'paper' } = {}): Promise<string> {
     const options = parseOptions(request);
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
-    await this.explainSession(layers, options.compat, false);
-    return this.explainGraphPath(await this.cacheKey(layers, options.compat, false));
+    return (await this.explainGraph({ layers, compat: options.compat, positionLens: false })).path;
   }
 
   async release(): Promise<void> {
-    await Promise.all([...this.explainSessions.values()].map((s) => s.release()));
-    this.explainSessions.clear();
+    const graphs = await Promise.allSettled(this.explainGraphs.values());
+    this.explainGraphs.clear();
+    await Promise.all(graphs.flatMap((g) => (g.status === 'fulfilled' ? [g.value.session.release()] : [])));
     await this.model.release();
   }
 
@@ -180,64 +180,25 @@ export class Explainer {
   /** SHA-256 of the decoder graph, computed once; the bytes themselves are not kept. */
   private decoderDigest?: Promise<Uint8Array>;
 
-  private async cacheKey(layers: number[], compat: 'official' | 'paper', positionLens: boolean): Promise<string> {
-    const { folder } = this;
-    const path = this.model.decoder.path;
-    this.decoderDigest ??= folder.sha256
-      ? folder.sha256(path)
-      : folder
-          .readBytes(path)
-          .then(
-            async (bytes) => new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)),
-          );
-    return explainCacheKeyFromDigest(await this.decoderDigest, {
-      layers,
-      compat,
-      attention: this.model.decoder.attention,
-      positionLens,
-    });
-  }
-
-  private explainGraphPath(key: string): string {
-    return this.model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
-  }
-
-  /**
-   * The explain graph's session: cached beside the decoder (so external
-   * weights resolve), keyed by the decoder's hash and the options; a missing,
-   * stale or unreadable cache file is rebuilt.
-   */
-  private async explainSession(
-    layers: number[],
-    compat: 'official' | 'paper',
-    positionLens: boolean,
-  ): Promise<Session> {
-    const key = await this.cacheKey(layers, compat, positionLens);
-    const known = this.explainSessions.get(key);
-    if (known) return known;
-    const path = this.explainGraphPath(key);
-    let session: Session | undefined;
-    if (await this.folder.exists(path)) {
-      this.onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
-      session = await this.backend.createSession(this.folder, path).catch(() => undefined);
-    }
-    if (!session) {
-      this.onProgress?.({
-        stage: 'load',
-        detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
+  /** The explain graph's session for these options, opened (or built) once per Explainer. */
+  private async explainGraph(options: ExplainGraphOptions): Promise<{ session: Session; path: string }> {
+    this.decoderDigest ??= graphDigest(this.folder, this.model.decoder.path);
+    const digest = await this.decoderDigest;
+    const id = `${options.layers.join(',')}|${options.compat}|${options.positionLens}`;
+    let graph = this.explainGraphs.get(id);
+    if (!graph) {
+      graph = openExplainGraph({
+        backend: this.backend,
+        folder: this.folder,
+        model: this.model,
+        digest,
+        options,
+        ...(this.onProgress ? { onProgress: this.onProgress } : {}),
       });
-      const explainGraph = buildGraph(await this.folder.readBytes(this.model.decoder.path), {
-        layers,
-        compat,
-        attention: this.model.decoder.attention,
-        positionLens,
-        location: `${this.folder.location}/${this.model.decoder.path}`,
-      });
-      await this.folder.writeBytes(path, writeModel(explainGraph.model));
-      session = await this.backend.createSession(this.folder, path);
+      this.explainGraphs.set(id, graph);
+      graph.catch(() => this.explainGraphs.delete(id));
     }
-    this.explainSessions.set(key, session);
-    return session;
+    return graph;
   }
 }
 
@@ -262,19 +223,6 @@ function lastRows(
       out.set(data.subarray((n * width + i) * k, (n * width + i + 1) * k), (n * width + i) * K);
   });
   return { type: 'float32', dims: [steps.length, ...inner, ...(keys ? [keys] : [])], data: out };
-}
-
-/** onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line. */
-function buildGraph(bytes: Uint8Array, options: Parameters<typeof buildExplainGraph>[1] & { location: string }) {
-  const { location, ...explainOptions } = options;
-  try {
-    return buildExplainGraph(readModel(bytes), explainOptions);
-  } catch (error) {
-    if (error instanceof OnnxGraphError) {
-      throw new DexarError('unsupported-graph', `${location}: ${error.message}`, { cause: error });
-    }
-    throw error;
-  }
 }
 
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {

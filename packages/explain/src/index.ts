@@ -1,3 +1,4 @@
+export { type ExplainGraphOptions, graphDigest, openExplainGraph } from './explain-graph.js';
 export { Explainer, type Generation, type OpenOptions } from './explainer.js';
 export {
   type ExplainRequest,

@@ -16,9 +16,9 @@ import {
   type PreparedInput,
   type ProgressCallback,
   readJson,
-  type Session,
 } from '@dexar/core';
-import { buildExplainGraph, explainCacheKeyFromDigest, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
+import { graphDigest, openExplainGraph } from '@dexar/explain';
+import { explainCacheKeyFromDigest } from '@dexar/onnx-graph';
 
 export interface EvalModel {
   readonly model: FamilyModel;
@@ -50,55 +50,35 @@ export async function openEvalModel(options: {
       `logit-lens-image needs image positions in the decoder sequence; the ${model.family} family explains cross-attention: leave the method out`,
     );
   }
-  const graphOptions = { layers, compat: dexar.compat, attention: model.decoder.attention, positionLens };
-  // the decoder's digest, streamed where the folder can (a decoder may be gigabytes): the same key as the Explainer's
-  const sha256 = async (bytes: Uint8Array) =>
-    new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
-  const digest = folder.sha256
-    ? await folder.sha256(model.decoder.path)
-    : await sha256(await folder.readBytes(model.decoder.path));
-  const key = await explainCacheKeyFromDigest(digest, graphOptions);
+  const digest = await graphDigest(folder, model.decoder.path);
+  const { session, key } = await openExplainGraph({
+    backend,
+    folder,
+    model,
+    digest,
+    options: { layers, compat: dexar.compat, positionLens },
+    ...(onProgress ? { onProgress } : {}),
+  });
   // identity of the model and options in records: config.json and the decoder, whatever extra outputs the graph has
   const configBytes = new TextEncoder().encode(`${JSON.stringify(config)}\u0000`);
   const tagged = new Uint8Array(configBytes.length + digest.length);
   tagged.set(configBytes, 0);
   tagged.set(digest, configBytes.length);
-  const identity = await explainCacheKeyFromDigest(await sha256(tagged), { ...graphOptions, positionLens: false });
-  const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
-  let session: Session | undefined;
-  if (await folder.exists(path)) {
-    onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
-    session = await backend.createSession(folder, path).catch(() => undefined);
-  }
-  if (!session) {
-    onProgress?.({
-      stage: 'load',
-      detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${dexar.compat}${positionLens ? ', position lens' : ''})`,
-    });
-    let bytes: Uint8Array;
-    try {
-      bytes = writeModel(buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), graphOptions).model);
-    } catch (error) {
-      if (error instanceof OnnxGraphError) {
-        throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
-    await folder.writeBytes(path, bytes);
-    session = await backend.createSession(folder, path);
-  }
-  const explainSession = session;
+  const taggedDigest = new Uint8Array(await crypto.subtle.digest('SHA-256', tagged as Uint8Array<ArrayBuffer>));
+  const identity = await explainCacheKeyFromDigest(taggedDigest, {
+    layers,
+    compat: dexar.compat,
+    attention: model.decoder.attention,
+  });
   return {
     model,
     layers,
     key,
     identity,
     positionLens,
-    explain: (input, targetIds) => model.explain(input, targetIds, explainSession, { compat: dexar.compat }),
+    explain: (input, targetIds) => model.explain(input, targetIds, session, { compat: dexar.compat }),
     async release() {
-      await explainSession.release();
+      await session.release();
       await model.release();
     },
   };

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { DexarError } from '@dexar/core';
 import { methodFor, withMethod } from '@dexar/eval';
+import { integer, joinNegativeValues, reportFailure, usageError } from './args.js';
 import { builtin } from './builtin.js';
 import { evalMain } from './eval.js';
 import { loadImage, openExplainer } from './library.js';
@@ -61,30 +61,12 @@ const options = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-class UsageError extends Error {}
-
-/** `--layer-index -2` as `--layer-index=-2`: parseArgs takes a value starting with "-" for an option. */
-function joinNegativeValues(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i].startsWith('--') ? argv[i].slice(2) : '';
-    const option = (options as Record<string, { type: string }>)[name];
-    if (option?.type === 'string' && /^-\d/.test(argv[i + 1] ?? '')) out.push(`${argv[i]}=${argv[++i]}`);
-    else out.push(argv[i]);
-  }
-  return out;
-}
-
-function integer(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} takes an integer, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
+const HELP = 'dexar --help';
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T | undefined {
   if (value === undefined) return undefined;
   if (!allowed.includes(value as T))
-    throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+    throw usageError(`--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`, HELP);
   return value as T;
 }
 
@@ -94,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
     const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv),
+      args: joinNegativeValues(argv, options),
       options,
       allowPositionals: true,
       strict: true,
@@ -106,12 +88,13 @@ export async function main(argv: string[]): Promise<number> {
       return command === undefined && !values.help ? 2 : 0;
     }
     if (!['explain', 'generate', 'prepare'].includes(command) || positionals.length > 1) {
-      throw new UsageError(
+      throw usageError(
         `unknown command ${JSON.stringify(positionals.join(' '))}: use explain, generate, prepare or eval`,
+        HELP,
       );
     }
     const executionProvider = oneOf('device', values.device, ['cpu', 'cuda'] as const);
-    const threads = integer('threads', values.threads);
+    const threads = integer('threads', values.threads, HELP);
     const variant = oneOf('variant', values.variant, [
       'fp32',
       'fp16',
@@ -123,9 +106,9 @@ export async function main(argv: string[]): Promise<number> {
       'bnb4',
       'q4f16',
     ] as const);
-    const layerIndex = integer('layer-index', values['layer-index']);
-    const topK = integer('top-k', values['top-k']);
-    const maxNewTokens = integer('max-new-tokens', values['max-new-tokens']);
+    const layerIndex = integer('layer-index', values['layer-index'], HELP);
+    const topK = integer('top-k', values['top-k'], HELP);
+    const maxNewTokens = integer('max-new-tokens', values['max-new-tokens'], HELP);
     const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
     const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
     const positionLens = values.method !== undefined && methodFor(values.method).needsPositionLens === true;
@@ -184,16 +167,6 @@ export async function main(argv: string[]): Promise<number> {
       await explainer.release();
     }
   } catch (error) {
-    const usage =
-      error instanceof UsageError ||
-      (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
-      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ||
-      (error instanceof DexarError && error.isUsageError);
-    const message = (error as Error).message.split('\n')[0];
-    process.stderr.write(
-      `dexar: error: ${message}${usage && !(error instanceof DexarError) ? ' (see dexar --help)' : ''}\n`,
-    );
-    if (debug) process.stderr.write(`${(error as Error).stack}\n`);
-    return usage ? 2 : 1;
+    return reportFailure(error, debug, HELP);
   }
 }

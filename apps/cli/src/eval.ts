@@ -3,7 +3,6 @@
  * `dexar eval report DIR...`: merges shards into a Markdown table and SVG curves.
  */
 import { parseArgs } from 'node:util';
-import { DexarError } from '@dexar/core';
 import {
   type CiMethod,
   methodNames,
@@ -16,6 +15,7 @@ import {
   parseThreshold,
 } from '@dexar/eval';
 import { type EvalProgress, runEvaluation, writeReport } from '@dexar/eval/node';
+import { integer, joinNegativeValues, reportFailure, usageError } from './args.js';
 import { builtin } from './builtin.js';
 import { adapters } from './library.js';
 
@@ -86,25 +86,8 @@ const evalOptions = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const usage = (message: string) => new DexarError('invalid-options', `${message} (see dexar eval --help)`);
-
-function integer(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value)) throw usage(`--${name} takes an integer, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
-
-/** `--layer-index -2` as `--layer-index=-2`, as the main CLI does. */
-function joinNegativeValues(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i].startsWith('--') ? argv[i].slice(2) : '';
-    const option = (evalOptions as Record<string, { type: string }>)[name];
-    if (option?.type === 'string' && /^-\d/.test(argv[i + 1] ?? '')) out.push(`${argv[i]}=${argv[++i]}`);
-    else out.push(argv[i]);
-  }
-  return out;
-}
+const HELP = 'dexar eval --help';
+const usage = (message: string) => usageError(message, HELP);
 
 const duration = (s: number) => {
   if (!Number.isFinite(s)) return '?';
@@ -148,7 +131,7 @@ export async function evalMain(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
     const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv),
+      args: joinNegativeValues(argv, evalOptions),
       options: evalOptions,
       allowPositionals: true,
       strict: true,
@@ -176,12 +159,12 @@ export async function evalMain(argv: string[]): Promise<number> {
     const methods = parseMethods(values.methods ?? methodNames().join(','));
     const metrics = parseMetrics(values.metrics ?? metricNames.join(','));
     const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
-    const limit = integer('limit', values.limit);
-    const layerIndex = integer('layer-index', values['layer-index']);
-    const topK = integer('top-k', values['top-k']);
-    const seed = integer('seed', values.seed);
-    const batchSize = integer('batch-size', values['batch-size']);
-    const threads = integer('threads', values.threads);
+    const limit = integer('limit', values.limit, HELP);
+    const layerIndex = integer('layer-index', values['layer-index'], HELP);
+    const topK = integer('top-k', values['top-k'], HELP);
+    const seed = integer('seed', values.seed, HELP);
+    const batchSize = integer('batch-size', values['batch-size'], HELP);
+    const threads = integer('threads', values.threads, HELP);
     const compat =
       values.compat === undefined ? undefined : oneOf('compat', values.compat, ['official', 'paper'] as const);
     const device = values.device === undefined ? undefined : oneOf('device', values.device, ['cpu', 'cuda'] as const);
@@ -249,13 +232,6 @@ export async function evalMain(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    const usageError = code?.startsWith('ERR_PARSE_ARGS') || (error instanceof DexarError && error.isUsageError);
-    const message = (error as Error).message.split('\n')[0];
-    process.stderr.write(
-      `dexar: error: ${message}${code?.startsWith('ERR_PARSE_ARGS') ? ' (see dexar eval --help)' : ''}\n`,
-    );
-    if (debug) process.stderr.write(`${(error as Error).stack}\n`);
-    return usageError ? 2 : 1;
+    return reportFailure(error, debug, HELP);
   }
 }

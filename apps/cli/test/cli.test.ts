@@ -1,29 +1,11 @@
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ExplanationSchema } from '@dexar/core';
 import { describe, expect, it } from 'vitest';
+import { dexar, expectUsageError, llavaTiny, root } from './helpers.js';
 
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const bin = join(root, 'apps/cli/bin/dexar.js');
-const llavaTiny = join(root, 'fixtures/models/llava-tiny');
 const referenceCase = join(root, 'fixtures/references/llava-tiny/case0');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function dexar(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile('node', [bin, ...args], { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
-    });
-  });
-}
 
 const tinyArgs = (out: string) => [
   '--model',
@@ -144,9 +126,7 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
       '--quiet',
       ...(await args()),
     );
-    expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(message);
-    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expectUsageError(run, message);
     expect(run.stdout).toBe('');
     expect(await readdir(out)).toEqual([]);
   });

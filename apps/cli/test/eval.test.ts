@@ -1,38 +1,12 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ExplanationSchema } from '@dexar/core';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeShapesDataset } from '../../../packages/eval/test/helpers/dataset.js';
-
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const bin = join(root, 'apps/cli/bin/dexar.js');
-const llavaTiny = join(root, 'fixtures/models/llava-tiny');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function dexar(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile('node', [bin, ...args], { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** A usage error: exit 2 and one line on stderr that names the problem. */
-function expectUsageError(run: Run, message: RegExp): void {
-  expect(run.code).toBe(2);
-  expect(run.stderr).toMatch(message);
-  expect(run.stderr.trim().split('\n')).toHaveLength(1);
-}
+import { dexar, expectUsageError, llavaTiny, root } from './helpers.js';
 
 let dir: string;
 let data: string;

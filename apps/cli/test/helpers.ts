@@ -1,0 +1,30 @@
+/** What the CLI tests share: the built binary run as a user would run it, and the one-line usage-error check. */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+
+export const root = fileURLToPath(new URL('../../../', import.meta.url));
+export const llavaTiny = join(root, 'fixtures/models/llava-tiny');
+const bin = join(root, 'apps/cli/bin/dexar.js');
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function dexar(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile('node', [bin, ...args], { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A usage error: exit 2 and one line on stderr that names the problem. */
+export function expectUsageError(run: Run, message: RegExp): void {
+  expect(run.code).toBe(2);
+  expect(run.stderr).toMatch(message);
+  expect(run.stderr.trim().split('\n')).toHaveLength(1);
+}

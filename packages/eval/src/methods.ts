@@ -135,6 +135,20 @@ function headLayerMean(input: MethodInput, score: (offset: number) => number): F
   return raw;
 }
 
+/**
+ * Maps of a method that scores each (token, layer, head, image key): per token the mean over heads
+ * and the layers used, its total over the image as the token's weight, and the sum of the raw maps
+ * as the sentence map.
+ */
+function headLayerMaps(input: MethodInput, score: (offset: number) => number): MethodMaps {
+  const { T, N } = dims(input);
+  const raw = headLayerMean(input, score);
+  const tokenWeights = new Float64Array(T);
+  for (let n = 0; n < T; n++) for (let j = 0; j < N; j++) tokenWeights[n] += raw[n * N + j];
+  const sentence = sumTokens(raw, T, N);
+  return { perToken: normalizeRows(raw, N), sentence, tokenWeights };
+}
+
 const dexar: ExplanationMethod = {
   name: 'dexar',
   description: 'DEX-AR: head-filtered layer-wise gradients, sentence map weighted by delta (the default)',
@@ -165,14 +179,9 @@ const attention: ExplanationMethod = {
   name: 'attention',
   description: 'raw attention of each query row to the image keys, averaged over heads and the layers used',
   compute(input) {
-    const { T, N } = dims(input);
     const a = input.attentionRows.data;
-    const raw = headLayerMean(input, (k) => a[k]);
     // token weight: the attention mass on the image
-    const tokenWeights = new Float64Array(T);
-    for (let n = 0; n < T; n++) for (let j = 0; j < N; j++) tokenWeights[n] += raw[n * N + j];
-    const sentence = sumTokens(raw, T, N);
-    return { perToken: normalizeRows(raw, N), sentence, tokenWeights };
+    return headLayerMaps(input, (k) => a[k]);
   },
 };
 
@@ -181,14 +190,9 @@ const gradXAttention: ExplanationMethod = {
   description:
     'Chefer-style positive part of gradient x attention, averaged over heads and layers (layer-local, no rollout)',
   compute(input) {
-    const { T, N } = dims(input);
     const g = input.gradientRows.data;
     const a = input.attentionRows.data;
-    const raw = headLayerMean(input, (k) => Math.max(g[k] * a[k], 0));
-    const tokenWeights = new Float64Array(T);
-    for (let n = 0; n < T; n++) for (let j = 0; j < N; j++) tokenWeights[n] += raw[n * N + j];
-    const sentence = sumTokens(raw, T, N);
-    return { perToken: normalizeRows(raw, N), sentence, tokenWeights };
+    return headLayerMaps(input, (k) => Math.max(g[k] * a[k], 0));
   },
 };
 

@@ -58,3 +58,29 @@ describe.each(['llava-tiny', 'bakllava-tiny', 'paligemma-tiny', 'florence2-tiny'
     });
   },
 );
+
+describe('the position lens request option', () => {
+  it.each([
+    ['llava-tiny', { returnRaw: false }, /positionLens needs returnRaw/],
+    ['llava-tiny', { returnRaw: true, strategy: 'stepwise' as const }, /the single strategy .*stepwise/],
+    ['florence2-tiny', { returnRaw: true }, /a decoder-only family \(this is florence2/],
+  ])('%s refuses %j with a typed usage error', async (model, extra, message) => {
+    const explainer = await Explainer.open({
+      backend: nodeBackend({ threads: 1 }),
+      folder: await openModelFolder(modelDir(model)),
+    });
+    try {
+      const c = referenceCases(model)[0];
+      const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+      const request = { prompt: c.prompt, target: 'a red circle', positionLens: true, ...extra };
+      const error = await explainer.explain(image, request).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(error?.code).toBe('invalid-options');
+      expect(error?.message).toMatch(message);
+    } finally {
+      await explainer.release();
+    }
+  });
+});

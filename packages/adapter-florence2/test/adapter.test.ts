@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { adapterFor, type FamilyModel, readJson } from '@dexar/core';
-import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
+import { caseImage, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
 import { florence2Adapter } from '../src/index.js';
 
 const backend = nodeBackend({ threads: 1 });
@@ -25,7 +24,7 @@ describe(name, () => {
 
   describe.each(referenceCases(name))('$name', (c) => {
     it('expands the task, places grid and prompt on the encoder axis and tokenises the target as the reference does', async () => {
-      const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+      const image = await caseImage(c);
       const input = (await model.prepare(image, c.prompt)) as never as {
         promptIds: number[];
         imageKeys: { start: number; end: number };
@@ -47,7 +46,7 @@ describe(name, () => {
 
   it('generates from the start and forced-BOS context and stops at the limit', async () => {
     const c = referenceCases(name)[0];
-    const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+    const image = await caseImage(c);
     const ids = await model.generate(await model.prepare(image, '<CAPTION>'), 4);
     expect(ids.length).toBeLessThanOrEqual(4);
   });

@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { adapterFor, type FamilyModel, type PreparedInput, readJson } from '@dexar/core';
-import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import type { FamilyModel, PreparedInput } from '@dexar/core';
+import { nodeBackend } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { halvedAndClean, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
+import { caseImage, halvedAndClean, openFixtureModel, referenceCases } from '../../adapter-kit/test/reference-cases.js';
 import '../src/index.js';
 
 const backend = nodeBackend({ threads: 1 });
@@ -15,11 +14,9 @@ describe('florence2-tiny: batched teacher-forced scoring through encoder and dec
   const score = (targets: readonly number[], batch: Parameters<NonNullable<FamilyModel['scoreTargets']>>[2]) =>
     model.scoreTargets?.(input, targets, batch) as Promise<Float64Array>;
   beforeAll(async () => {
-    const folder = await openModelFolder(modelDir('florence2-tiny'));
-    const config = await readJson(folder, 'config.json');
-    model = await adapterFor(config, folder.location).load(folder, backend, config);
+    ({ model } = await openFixtureModel('florence2-tiny', backend));
     const c = referenceCases('florence2-tiny')[0];
-    const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+    const image = await caseImage(c);
     input = await model.prepare(image, c.prompt);
     greedy = await model.generate(input, 4);
     const keys = (input as never as { imageKeys: { start: number; end: number } }).imageKeys;

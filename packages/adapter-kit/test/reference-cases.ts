@@ -1,7 +1,15 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Compat, Explanation, FamilyModel } from '@dexar/core';
-import { decodeImage } from '@dexar/runtime-node';
+import {
+  adapterFor,
+  type Backend,
+  type Compat,
+  type Explanation,
+  type FamilyModel,
+  type ModelFolder,
+  readJson,
+} from '@dexar/core';
+import { decodeImage, openModelFolder } from '@dexar/runtime-node';
 import { expect } from 'vitest';
 
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -79,13 +87,27 @@ export function referenceCases(model: string): ReferenceCase[] {
     }));
 }
 
+/** A reference case's input image, decoded as the adapters receive it. */
+export function caseImage(c: ReferenceCase) {
+  return decodeImage(new Uint8Array(readFileSync(`${c.dir}/image.png`)));
+}
+
+/** A fixture model opened through the adapter its config.json selects. */
+export async function openFixtureModel(
+  name: string,
+  backend: Backend,
+): Promise<{ folder: ModelFolder; model: FamilyModel }> {
+  const folder = await openModelFolder(modelDir(name));
+  const config = await readJson(folder, 'config.json');
+  return { folder, model: await adapterFor(config, folder.location).load(folder, backend, config) };
+}
+
 /**
  * A decoder-only adapter's `prepare` and tokenisation against a reference case: the expanded prompt
  * ids, the image span, the merged image features (1e-4) and the target ids and token strings.
  */
 export async function expectPreparedLikeReference(model: FamilyModel, c: ReferenceCase): Promise<void> {
-  const image = await decodeImage(new Uint8Array(readFileSync(`${c.dir}/image.png`)));
-  const input = (await model.prepare(image, c.prompt)) as never as {
+  const input = (await model.prepare(await caseImage(c), c.prompt)) as never as {
     promptIds: number[];
     imageKeys: { start: number; end: number };
     embeddings: { data: Float32Array; hidden: number };

@@ -1,8 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { adapterFor, type FamilyModel, readJson } from '@dexar/core';
-import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectPreparedLikeReference, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
+import {
+  caseImage,
+  expectPreparedLikeReference,
+  modelDir,
+  referenceCases,
+} from '../../adapter-kit/test/reference-cases.js';
 import { ClipPreprocessorSchema } from '../src/config.js';
 import { clipPixelValues, llavaAdapter } from '../src/index.js';
 
@@ -24,7 +29,7 @@ describe.each(['llava-tiny', 'bakllava-tiny'])('%s', (name) => {
 
   describe.each(referenceCases(name))('$name', (c) => {
     it('preprocesses the image to the reference pixel values', async () => {
-      const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+      const image = await caseImage(c);
       const preprocessor = ClipPreprocessorSchema.parse(
         JSON.parse(await readFile(`${modelDir(name)}/preprocessor_config.json`, 'utf8')),
       );
@@ -43,7 +48,7 @@ describe.each(['llava-tiny', 'bakllava-tiny'])('%s', (name) => {
 
   it('generates greedily with the KV cache and stops at the token limit', async () => {
     const c = referenceCases(name)[0];
-    const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+    const image = await caseImage(c);
     const input = await model.prepare(image, c.prompt);
     const events: number[] = [];
     const ids = await model.generate(input, 5, (e) => events.push(e.done ?? -1));

@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { concatEmbeddings, decoderFeeds, type Embeddings, emptyCache, type MergedPrompt } from '@dexar/adapter-kit';
-import { adapterFor, type FamilyModel, readJson, type Session } from '@dexar/core';
-import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import type { FamilyModel, ModelFolder, Session } from '@dexar/core';
+import { nodeBackend } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
+import { caseImage, openFixtureModel, referenceCases } from '../../adapter-kit/test/reference-cases.js';
 import '../src/index.js';
 
 const backend = nodeBackend({ threads: 1 });
@@ -18,17 +17,16 @@ function logProb(logits: Float32Array, V: number, position: number, id: number):
 }
 
 describe('llava-tiny: batched teacher-forced scoring (scoreTargets, for evaluation)', () => {
+  let folder: ModelFolder;
   let model: FamilyModel;
   let decoder: Session;
   let input: MergedPrompt;
   let ids: number[];
   beforeAll(async () => {
-    const folder = await openModelFolder(modelDir('llava-tiny'));
-    const config = await readJson(folder, 'config.json');
-    model = await adapterFor(config, folder.location).load(folder, backend, config);
+    ({ folder, model } = await openFixtureModel('llava-tiny', backend));
     decoder = await backend.createSession(folder, 'onnx/decoder_model_merged.onnx');
     const c = referenceCases('llava-tiny')[0];
-    const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+    const image = await caseImage(c);
     input = (await model.prepare(image, prompt)) as MergedPrompt;
     ids = model.tokenizeTarget('a red circle and a blue square');
   });
@@ -47,7 +45,7 @@ describe('llava-tiny: batched teacher-forced scoring (scoreTargets, for evaluati
   }
 
   async function answerEmbeddings(): Promise<Embeddings> {
-    const embed = await backend.createSession(await openModelFolder(modelDir('llava-tiny')), 'onnx/embed_tokens.onnx');
+    const embed = await backend.createSession(folder, 'onnx/embed_tokens.onnx');
     const { inputs_embeds: out } = await embed.run({
       input_ids: backend.tensor('int64', BigInt64Array.from(ids.slice(0, -1), BigInt), [1, ids.length - 1]),
     });

@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { adapterFor, type FamilyModel, type PreparedInput, readJson } from '@dexar/core';
-import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import type { FamilyModel, PreparedInput } from '@dexar/core';
+import { nodeBackend } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { halvedAndClean, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
+import { caseImage, halvedAndClean, openFixtureModel, referenceCases } from '../../adapter-kit/test/reference-cases.js';
 import '../src/index.js';
 
 const backend = nodeBackend({ threads: 1 });
@@ -12,11 +11,9 @@ describe('paligemma-tiny: batched teacher-forced scoring through the prefix call
   let input: PreparedInput;
   let greedy: number[];
   beforeAll(async () => {
-    const folder = await openModelFolder(modelDir('paligemma-tiny'));
-    const config = await readJson(folder, 'config.json');
-    model = await adapterFor(config, folder.location).load(folder, backend, config);
+    ({ model } = await openFixtureModel('paligemma-tiny', backend));
     const c = referenceCases('paligemma-tiny')[0];
-    const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+    const image = await caseImage(c);
     input = await model.prepare(image, c.prompt);
     greedy = await model.generate(input, 4);
   });

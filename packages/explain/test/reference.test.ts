@@ -1,11 +1,11 @@
-import { readFile } from 'node:fs/promises';
 import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import type { Explanation } from '@dexar/core';
-import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  caseImage,
   expectMatchesReference,
   maxAbs,
   modelDir,
@@ -33,7 +33,7 @@ describe.each(['llava-tiny', 'bakllava-tiny', 'paligemma-tiny', 'florence2-tiny'
 
     describe.each(referenceCases(model))('$name', (c) => {
       it.each(referenceSettings)('%s, layerIndex %i: single pass and stepwise match', async (compat, layerIndex) => {
-        const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+        const image = await caseImage(c);
         const ref = c.results[compat][`layer_index_${layerIndex}`];
         const request = {
           prompt: c.prompt,
@@ -71,7 +71,7 @@ describe('the position lens request option', () => {
     });
     try {
       const c = referenceCases(model)[0];
-      const image = await decodeImage(new Uint8Array(await readFile(`${c.dir}/image.png`)));
+      const image = await caseImage(c);
       const request = { prompt: c.prompt, target: 'a red circle', positionLens: true, ...extra };
       const error = await explainer.explain(image, request).then(
         () => undefined,

@@ -1,30 +1,40 @@
+import { configObject, tokenIds } from '@dexar/adapter-kit';
 import { z } from 'zod';
 
-const tokenIds = z.union([z.number().int(), z.array(z.number().int())]);
+const count = z.number().int().positive();
 
-/** The parts of a HuggingFace `Florence2Config` the adapter uses, with Florence-2-base defaults. */
-export const Florence2ConfigSchema = z.object({
+/**
+ * The parts of a HuggingFace `Florence2Config` the adapter uses, with Florence-2-base defaults. A `null`
+ * field counts as left out and fields the adapter does not use are ignored. The decoder's start and
+ * forced-BOS ids come from `text_config`, else the top level (where `PretrainedConfig` also writes them).
+ */
+export const Florence2ConfigSchema = configObject({
   model_type: z.literal('florence2'),
-  text_config: z
-    .object({
-      d_model: z.number().int().positive().default(768),
-      decoder_attention_heads: z.number().int().positive().default(12),
-      decoder_layers: z.number().int().positive().default(6),
-      decoder_start_token_id: z.number().int().default(2),
-      forced_bos_token_id: z.number().int().default(0),
-      eos_token_id: tokenIds.optional(),
-    })
-    .prefault({}),
-  vision_config: z
-    .object({
-      /** The order of the image features: a pooled token per `spatial_avg_pool`, the patch grid per `temporal_avg_pool`. */
-      image_feature_source: z
-        .array(z.enum(['spatial_avg_pool', 'temporal_avg_pool']))
-        .default(['spatial_avg_pool', 'temporal_avg_pool']),
-    })
-    .prefault({}),
+  text_config: configObject({
+    d_model: count.default(768),
+    decoder_attention_heads: count.default(12),
+    decoder_layers: count.default(6),
+    decoder_start_token_id: z.number().int().optional(),
+    forced_bos_token_id: z.number().int().optional(),
+    eos_token_id: tokenIds.optional(),
+  }).prefault({}),
+  vision_config: configObject({
+    /** The order of the image features: a pooled token per `spatial_avg_pool`, the patch grid per `temporal_avg_pool`. */
+    image_feature_source: z
+      .array(z.enum(['spatial_avg_pool', 'temporal_avg_pool']))
+      .default(['spatial_avg_pool', 'temporal_avg_pool']),
+  }).prefault({}),
+  decoder_start_token_id: z.number().int().optional(),
+  forced_bos_token_id: z.number().int().optional(),
   eos_token_id: tokenIds.optional(),
-});
+}).transform(({ decoder_start_token_id, forced_bos_token_id, ...c }) => ({
+  ...c,
+  text_config: {
+    ...c.text_config,
+    decoder_start_token_id: c.text_config.decoder_start_token_id ?? decoder_start_token_id ?? 2,
+    forced_bos_token_id: c.text_config.forced_bos_token_id ?? forced_bos_token_id ?? 0,
+  },
+}));
 export type Florence2Config = z.infer<typeof Florence2ConfigSchema>;
 
 /**
@@ -52,7 +62,7 @@ const taskPromptsWithInput = {
 };
 
 /** Florence-2 image processor settings: a plain resize to `size`, rescale, ImageNet normalisation. */
-export const Florence2PreprocessorSchema = z.object({
+export const Florence2PreprocessorSchema = configObject({
   size: z
     .object({ height: z.number().int().positive(), width: z.number().int().positive() })
     .default({ height: 768, width: 768 }),

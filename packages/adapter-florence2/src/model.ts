@@ -3,10 +3,12 @@ import {
   batchImageFeatures,
   type Cache,
   checkScoreBatch,
+  chunkCallsAreCausal,
   concatEmbeddings,
   type Embeddings,
   embedTokens,
   eosTokenIds,
+  explainFeeds,
   greedyDecode,
   LazyDecoder,
   pixelValues,
@@ -171,7 +173,7 @@ class Florence2Model implements FamilyModel {
       decoder: await this.sessions.decoder.get(),
       embed: (ids) => this.embed(ids),
       prefix: await this.embed(this.context),
-      feeds: (embeddings, cache) => this.feeds(input, embeddings, cache),
+      feeds: (embeddings, cache) => this.feeds(input.encoderHidden, embeddings, cache),
       eos: this.eos,
       maxNewTokens,
       ...(onProgress ? { onProgress } : {}),
@@ -186,25 +188,26 @@ class Florence2Model implements FamilyModel {
     prepared: PreparedInput,
     targetIds: readonly number[],
     session: Session,
-    _options: { compat: Compat },
+    options: { compat: Compat; perToken?: boolean },
   ): Promise<ExplainRows> {
+    if (options.perToken) {
+      throw new DexarError(
+        'unsupported-graph',
+        `${this.decoder.path}: its calls over several tokens are not causal, and explaining an encoder-decoder one token per call is not supported; export the decoder with a causal self-attention mask`,
+      );
+    }
     const input = prepared as EncodedInput;
     const T = targetIds.length;
     const sequence = await this.embed([...this.context, ...targetIds.slice(0, -1)]);
-    const call = (length: number, steps: number[]) => {
-      const feeds = this.feeds(input, sliceEmbeddings(sequence, 0, length), undefined);
-      feeds.dexar_target_ids = this.backend.tensor(
-        'int64',
-        BigInt64Array.from(steps, (n) => BigInt(targetIds[n])),
-        [steps.length],
-      );
-      feeds.dexar_query_positions = this.backend.tensor(
-        'int64',
-        BigInt64Array.from(steps, (n) => BigInt(n + 1)),
-        [steps.length],
-      );
-      return session.run(feeds);
-    };
+    const call = (length: number, steps: number[]) =>
+      session.run({
+        ...this.feeds(input.encoderHidden, sliceEmbeddings(sequence, 0, length), undefined),
+        ...explainFeeds(
+          this.backend,
+          steps.map((n) => targetIds[n]),
+          steps.map((n) => n + 1),
+        ),
+      });
     const parts = [
       await call(
         T + 1,
@@ -224,6 +227,18 @@ class Florence2Model implements FamilyModel {
         textKeys: targetIds.map(() => input.promptKeys),
       },
     };
+  }
+
+  /** Whether a decoder call over several tokens is causal among them (synthetic encoder states). */
+  async answerCallIsCausal(session: Session): Promise<boolean> {
+    const hidden = (await this.embed([0])).hidden;
+    const E = 3;
+    const encoder = Float32Array.from({ length: E * hidden }, (_, i) => Math.cos(i * 0.7));
+    const encoderHidden = this.backend.tensor('float32', encoder, [1, E, hidden]);
+    return chunkCallsAreCausal(hidden, async (rows) => {
+      const feeds = { ...this.feeds(encoderHidden, rows, undefined), ...explainFeeds(this.backend, [0], [0]) };
+      return (await session.run(feeds)).logits;
+    });
   }
 
   /**
@@ -307,11 +322,16 @@ class Florence2Model implements FamilyModel {
     return { start, end: start + gridSize };
   }
 
-  private feeds(input: EncodedInput, embeddings: Embeddings, cache: Cache | undefined): Record<string, TypedTensor> {
-    const E = input.encoderHidden.dims[1];
+  /** One decoder call over `embeddings` reading the encoder states `[1, E, D]`. */
+  private feeds(
+    encoderHidden: TypedTensor,
+    embeddings: Embeddings,
+    cache: Cache | undefined,
+  ): Record<string, TypedTensor> {
+    const E = encoderHidden.dims[1];
     return {
       inputs_embeds: this.backend.tensor('float32', embeddings.data, [1, embeddings.length, embeddings.hidden]),
-      encoder_hidden_states: input.encoderHidden,
+      encoder_hidden_states: encoderHidden,
       encoder_attention_mask: this.ones(E),
       ...(cache ?? this.emptyCache()),
     };

@@ -18,6 +18,7 @@ import {
 } from '@dexar/core';
 import type { Tokenizer } from '@huggingface/tokenizers';
 import {
+  type Cache,
   type CacheShape,
   concatEmbeddings,
   decoderFeeds,
@@ -27,7 +28,7 @@ import {
   greedyDecode,
   nextCache,
 } from './decoding.js';
-import { explainDecoderOnly } from './explain-runs.js';
+import { chunkCallsAreCausal, explainDecoderOnly, explainFeeds } from './explain-runs.js';
 import { LazyDecoder } from './lazy-session.js';
 import { batchAttentionMask, batchImageFeatures, checkScoreBatch, readLogProbabilities, tileRows } from './scoring.js';
 
@@ -130,7 +131,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     prepared: PreparedInput,
     targetIds: readonly number[],
     session: Session,
-    options: { compat: Compat },
+    options: { compat: Compat; perToken?: boolean },
   ): Promise<ExplainRows> {
     const input = prepared as MergedPrompt;
     const P = input.promptIds.length;
@@ -142,6 +143,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       answer: await this.embed(targetIds.slice(0, -1)),
       targetIds,
       prefixCall: this.settings.prefixCall,
+      perToken: options.perToken ?? false,
       firstPosition: this.settings.firstPosition,
     });
     const keyCounts = targetIds.map((_, n) => P + n);
@@ -155,6 +157,24 @@ export abstract class DecoderOnlyModel implements FamilyModel {
         textKeys: causalTextKeys(keyCounts, input.imageKeys, exclude),
       },
     };
+  }
+
+  /** Whether the explain run's answer call (after the prefix call, for a prefix LM) is causal among its tokens. */
+  async answerCallIsCausal(session: Session): Promise<boolean> {
+    const hidden = (await this.embed([0])).hidden;
+    const run = (rows: Embeddings, cache: Cache, pastLength: number) =>
+      session.run({
+        ...decoderFeeds(this.backend, rows, cache, pastLength, this.settings.firstPosition),
+        ...explainFeeds(this.backend, [0], [0]),
+      });
+    let cache = emptyCache(this.backend, this.cacheShape);
+    let pastLength = 0;
+    if (this.settings.prefixCall) {
+      pastLength = 2;
+      const prefix = Float32Array.from({ length: pastLength * hidden }, (_, i) => Math.cos(i * 0.7));
+      cache = nextCache(await run({ data: prefix, length: pastLength, hidden }, cache, 0));
+    }
+    return chunkCallsAreCausal(hidden, async (rows) => (await run(rows, cache, pastLength)).logits);
   }
 
   /**

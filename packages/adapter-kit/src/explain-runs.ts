@@ -37,13 +37,31 @@ export interface DecoderOnlyExplain {
    * answer follows with its past (dexar-algorithm.md, teacher-forcing context).
    */
   prefixCall: boolean;
+  /**
+   * The graph's multi-token calls are not causal among their tokens (`chunkCallsAreCausal` said
+   * so): the prompt runs alone, then the answer one token per call with the cache, exactly as
+   * generation fed it. T calls instead of one or two.
+   */
+  perToken?: boolean;
   firstPosition?: number;
+}
+
+/** The explain graph's own feeds: the targets y_n and their query rows on the call's sequence axis. */
+export function explainFeeds(
+  backend: Backend,
+  targetIds: readonly number[],
+  queryPositions: readonly number[],
+): Record<string, TypedTensor> {
+  return {
+    dexar_target_ids: backend.tensor('int64', BigInt64Array.from(targetIds, BigInt), [targetIds.length]),
+    dexar_query_positions: backend.tensor('int64', BigInt64Array.from(queryPositions, BigInt), [queryPositions.length]),
+  };
 }
 
 /**
  * The teacher-forced explain run of a decoder-only model: step n predicts y_n
  * from query q_n = P + n - 1, and one pass over prompt + y_0 .. y_{T-2} asks
- * for every query row (two passes for a prefix LM).
+ * for every query row (two passes for a prefix LM, T with `perToken`).
  */
 export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<ExplainOutputs> {
   const P = o.prompt.length;
@@ -51,24 +69,26 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
   const firstPosition = o.firstPosition ?? 0;
   const empty = emptyCache(o.backend, o.shape);
   /** One explain call over `input` after `pastLength` cached keys, for the given steps' query rows. */
-  const call = (input: Embeddings, cache: typeof empty, pastLength: number, steps: readonly number[]) => {
-    const feeds = decoderFeeds(o.backend, input, cache, pastLength, firstPosition);
-    feeds.dexar_target_ids = o.backend.tensor(
-      'int64',
-      BigInt64Array.from(steps, (n) => BigInt(o.targetIds[n])),
-      [steps.length],
-    );
-    feeds.dexar_query_positions = o.backend.tensor(
-      'int64',
-      BigInt64Array.from(steps, (n) => BigInt(P + n - 1 - pastLength)),
-      [steps.length],
-    );
-    return o.session.run(feeds);
-  };
+  const call = (input: Embeddings, cache: typeof empty, pastLength: number, steps: readonly number[]) =>
+    o.session.run({
+      ...decoderFeeds(o.backend, input, cache, pastLength, firstPosition),
+      ...explainFeeds(
+        o.backend,
+        steps.map((n) => o.targetIds[n]),
+        steps.map((n) => P + n - 1 - pastLength),
+      ),
+    });
   const full = concatEmbeddings([o.prompt, o.answer]);
   const sequence = (n: number) => sliceEmbeddings(full, 0, P + n);
   const parts: Record<string, TypedTensor>[] = [];
-  if (!o.prefixCall) {
+  if (o.perToken) {
+    let outputs = await call(o.prompt, empty, 0, [0]);
+    parts.push(outputs);
+    for (let n = 1; n < T; n++) {
+      outputs = await call(sliceEmbeddings(o.answer, n - 1, n), nextCache(outputs), P + n - 1, [n]);
+      parts.push(outputs);
+    }
+  } else if (!o.prefixCall) {
     parts.push(await call(sequence(T - 1), empty, 0, range(0, T)));
   } else {
     const prefix = await call(o.prompt, empty, 0, [0]);
@@ -77,10 +97,43 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
   }
   const rows = stackRows(o.backend, parts, P + T - 1);
   // The position lens covers the positions of its own call: absolute only when no call had a past.
-  if (!o.prefixCall && parts.every((p) => p.dexar_position_lens)) {
+  if (parts.length === 1 && parts.every((p) => p.dexar_position_lens)) {
     return { ...rows, positionLens: stackAxis(o.backend, parts, 'dexar_position_lens', P + T - 1) };
   }
   return rows;
+}
+
+/**
+ * Whether a call over several tokens is causal among them (issue "any export opens": check
+ * semantics, don't guess them from structure). Some exports attend bidirectionally within every
+ * call of more than one token (a prefix LM's mask applied to each chunk); teacher forcing in one
+ * call is then not what the model saw while it generated. `call(rows)` runs the graph on synthetic
+ * embeddings `[S, D]` (after whatever context the family's explain run puts before its answer
+ * call) and returns the logits `[1, S, V]`; it runs twice, the second time with the last row
+ * changed, and the logits of every other row must not move. Row-wise arithmetic makes them
+ * bit-identical in a causal graph; the tolerance only absorbs a backend that blocks its matrix
+ * products differently by row count.
+ */
+export async function chunkCallsAreCausal(
+  hidden: number,
+  call: (rows: Embeddings) => Promise<TypedTensor>,
+): Promise<boolean> {
+  const S = 4;
+  const data = Float32Array.from({ length: S * hidden }, (_, i) => Math.sin(i * 1.618 + 0.5));
+  const changed = data.slice();
+  for (let i = (S - 1) * hidden; i < S * hidden; i++) changed[i] += 1;
+  const a = await call({ data, length: S, hidden });
+  const b = await call({ data: changed, length: S, hidden });
+  const V = a.dims[2] as number;
+  const x = a.data as Float32Array;
+  const y = b.data as Float32Array;
+  let scale = 0;
+  let moved = 0;
+  for (let i = 0; i < (S - 1) * V; i++) {
+    scale = Math.max(scale, Math.abs(x[i] as number));
+    moved = Math.max(moved, Math.abs((x[i] as number) - (y[i] as number)));
+  }
+  return moved <= 1e-5 * (1 + scale);
 }
 
 /** Stacks `[t_i, ..., K_i]` outputs along their first axis into `[sum t_i, ..., keys]`, zero-padding the last axis. */

@@ -1,4 +1,4 @@
-export { eosTokenIds, parseConfig } from './config.js';
+export { configObject, eosTokenIds, parseConfig, tokenIds } from './config.js';
 export {
   DECODER_PATH,
   DecoderOnlyModel,
@@ -22,9 +22,11 @@ export {
   sliceEmbeddings,
 } from './decoding.js';
 export {
+  chunkCallsAreCausal,
   type DecoderOnlyExplain,
   type ExplainOutputs,
   explainDecoderOnly,
+  explainFeeds,
   stackRows,
 } from './explain-runs.js';
 export { type Normalisation, pixelValues } from './image.js';

@@ -1,4 +1,4 @@
-import { type Backend, DexarError, type ModelFolder, type Session } from '@dexar/core';
+import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
 import { layersOfDecoder } from './decoding.js';
 
 /**
@@ -25,7 +25,7 @@ export class LazyDecoder {
           `${this.folder.location}/config.json gives ${this.numLayers} decoder layers but ${this.path} has ${layers}: the config does not match the graph`,
         );
       }
-      return session;
+      return session.inputNames.includes(USE_CACHE_BRANCH) ? new CacheBranchSession(this.backend, session) : session;
     });
     return this.session;
   }
@@ -34,5 +34,38 @@ export class LazyDecoder {
     const session = this.session;
     this.session = undefined;
     if (session) await (await session).release();
+  }
+}
+
+/** The boolean input of a decoder merged the way optimum merges them (an If over with-past and without-past decoders). */
+const USE_CACHE_BRANCH = 'use_cache_branch';
+
+/**
+ * A merged decoder's session: `use_cache_branch` follows the feeds, true exactly when the past is
+ * not empty, so every caller feeds it as it feeds a plain decoder.
+ */
+class CacheBranchSession implements Session {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly session: Session,
+  ) {
+    this.inputNames = session.inputNames.filter((name) => name !== USE_CACHE_BRANCH);
+    this.outputNames = session.outputNames;
+  }
+
+  run(feeds: Readonly<Record<string, TypedTensor>>): Promise<Record<string, TypedTensor>> {
+    const past = Object.entries(feeds).find(([name]) => name.startsWith('past_key_values.'))?.[1];
+    const withPast = past !== undefined && (past.dims[2] ?? 0) > 0;
+    return this.session.run({
+      ...feeds,
+      [USE_CACHE_BRANCH]: this.backend.tensor('bool', Uint8Array.of(withPast ? 1 : 0), [1]),
+    });
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
   }
 }

@@ -1,41 +1,52 @@
+import { configObject, tokenIds } from '@dexar/adapter-kit';
 import { z } from 'zod';
+
+const count = z.number().int().positive();
+const tokenId = z.number().int().nonnegative();
 
 /**
  * The parts of a HuggingFace `LlavaConfig` the adapter uses. Defaults are the
- * transformers defaults, since real exports leave many fields out.
+ * transformers defaults, since real exports leave many fields out; a `null`
+ * field counts as left out and fields the adapter does not use are ignored.
  */
-export const LlavaConfigSchema = z.object({
+export const LlavaConfigSchema = configObject({
   model_type: z.literal('llava'),
-  text_config: z
-    .object({
-      model_type: z.enum(['llama', 'mistral']),
-      hidden_size: z.number().int().positive().default(4096),
-      num_hidden_layers: z.number().int().positive().default(32),
-      num_attention_heads: z.number().int().positive().default(32),
-      num_key_value_heads: z.number().int().positive().optional(),
-      head_dim: z.number().int().positive().optional(),
-      eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).optional(),
-    })
+  // transformers builds a `LlamaConfig` when `text_config` (or its `model_type`) is missing.
+  text_config: configObject({
+    model_type: z.enum(['llama', 'mistral']).default('llama'),
+    hidden_size: count.default(4096),
+    num_hidden_layers: count.default(32),
+    num_attention_heads: count.default(32),
+    num_key_value_heads: count.optional(),
+    head_dim: count.optional(),
+    eos_token_id: tokenIds.optional(),
+  })
     .transform((t) => ({
       ...t,
       // transformers' defaults: Llama keeps every KV head, Mistral shares 8.
       num_key_value_heads: t.num_key_value_heads ?? (t.model_type === 'mistral' ? 8 : t.num_attention_heads),
       head_dim: t.head_dim ?? t.hidden_size / t.num_attention_heads,
-    })),
-  vision_config: z
-    .object({
-      image_size: z.number().int().positive().default(224),
-      patch_size: z.number().int().positive().default(32),
-    })
+    }))
     .prefault({}),
-  image_token_index: z.number().int().nonnegative().default(32000),
+  // A `vision_config` without a field takes `CLIPVisionConfig`'s default; without the whole
+  // sub-config, transformers builds LLaVA-1.5's CLIP ViT-L/14 at 336 px.
+  vision_config: configObject({
+    image_size: count.default(224),
+    patch_size: count.default(32),
+  }).default({ image_size: 336, patch_size: 14 }),
+  image_token_index: tokenId.optional(),
+  /** transformers' newer name for `image_token_index`. */
+  image_token_id: tokenId.optional(),
   vision_feature_select_strategy: z.enum(['default', 'full']).default('default'),
-  eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).optional(),
-});
+  eos_token_id: tokenIds.optional(),
+}).transform(({ image_token_id, ...c }) => ({
+  ...c,
+  image_token_index: c.image_token_index ?? image_token_id ?? 32000,
+}));
 export type LlavaConfig = z.infer<typeof LlavaConfigSchema>;
 
 /** CLIP image processor settings (`preprocessor_config.json`). */
-export const ClipPreprocessorSchema = z.object({
+export const ClipPreprocessorSchema = configObject({
   do_resize: z.boolean().default(true),
   size: z
     .union([z.object({ shortest_edge: z.number().int().positive() }), z.number().int().positive()])

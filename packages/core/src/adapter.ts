@@ -98,8 +98,22 @@ export interface FamilyModel {
     input: PreparedInput,
     targetIds: readonly number[],
     session: Session,
-    options: { compat: Compat },
+    options: {
+      compat: Compat;
+      /**
+       * The explain graph's multi-token calls are not causal among their tokens
+       * (`answerCallIsCausal` said so): feed the answer one token per call with the cache, as
+       * generation did.
+       */
+      perToken?: boolean;
+    },
   ): Promise<ExplainRows>;
+  /**
+   * Whether the explain graph's teacher-forced answer call is causal among its tokens, probed on
+   * the graph itself with synthetic inputs (some exports attend bidirectionally within any call of
+   * several tokens). The pipeline asks once per explain graph and remembers the answer with it.
+   */
+  answerCallIsCausal(session: Session): Promise<boolean>;
   /**
    * Optional (evaluation): teacher-forced log-probabilities `log p(y_n | image, prompt, y_<n)` of
    * the targets for each row of a batch of variants of `input`, in one batched run of the vision

@@ -5,9 +5,11 @@ import {
   type FamilyModel,
   type ModelFolder,
   type ProgressCallback,
+  readJson,
   type Session,
 } from '@dexar/core';
 import { buildExplainGraph, explainCacheKeyFromDigest, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
+import { z } from 'zod';
 
 /** What an explain graph is built for (with the decoder's digest, its cache key). */
 export interface ExplainGraphOptions {
@@ -25,10 +27,20 @@ export async function graphDigest(folder: ModelFolder, path: string): Promise<Ui
   return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
 }
 
+/** An opened explain graph and what was learnt about it. */
+export interface OpenedExplainGraph {
+  session: Session;
+  key: string;
+  path: string;
+  /** Its teacher-forced answer call is causal among its tokens (else: one token per call). */
+  answerCallIsCausal: boolean;
+}
+
 /**
  * The explain graph's session: cached beside the decoder as `<decoder>.dexar-<key>.onnx` (so
  * external weights resolve), keyed by the decoder's digest and the options; a missing, stale or
- * unreadable cache file is rebuilt and written.
+ * unreadable cache file is rebuilt and written. Whether its answer call is causal is probed once
+ * and remembered beside it (`<graph>.json`).
  */
 export async function openExplainGraph(o: {
   backend: Backend;
@@ -38,33 +50,63 @@ export async function openExplainGraph(o: {
   digest: Uint8Array;
   options: ExplainGraphOptions;
   onProgress?: ProgressCallback;
-}): Promise<{ session: Session; key: string; path: string }> {
+}): Promise<OpenedExplainGraph> {
   const { backend, folder, model, options, onProgress } = o;
   const graphOptions = { ...options, attention: model.decoder.attention };
   const key = await explainCacheKeyFromDigest(o.digest, graphOptions);
   const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
+  let session: Session | undefined;
   if (await folder.exists(path)) {
     onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
-    const cached = await backend.createSession(folder, path).catch(() => undefined);
-    if (cached) return { session: cached, key, path };
+    session = await backend.createSession(folder, path).catch(() => undefined);
   }
-  const { layers, compat, positionLens } = options;
-  onProgress?.({
-    stage: 'load',
-    detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
-  });
-  let bytes: Uint8Array;
-  try {
-    bytes = writeModel(buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), graphOptions).model);
-  } catch (error) {
-    // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
-    if (error instanceof OnnxGraphError) {
-      throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
-        cause: error,
-      });
+  if (!session) {
+    const { layers, compat, positionLens } = options;
+    onProgress?.({
+      stage: 'load',
+      detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
+    });
+    let bytes: Uint8Array;
+    try {
+      bytes = writeModel(buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), graphOptions).model);
+    } catch (error) {
+      // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
+      if (error instanceof OnnxGraphError) {
+        throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
+          cause: error,
+        });
+      }
+      throw error;
     }
-    throw error;
+    await folder.writeBytes(path, bytes);
+    session = await backend.createSession(folder, path);
   }
-  await folder.writeBytes(path, bytes);
-  return { session: await backend.createSession(folder, path), key, path };
+  const answerCallIsCausal = await probedCausality(folder, model, session, `${path.replace(/\.onnx$/, '')}.json`, key);
+  if (!answerCallIsCausal) {
+    onProgress?.({
+      stage: 'load',
+      detail: `${model.decoder.path} attends bidirectionally within a call of several tokens: explaining one token per call, as generation ran`,
+    });
+  }
+  return { session, key, path, answerCallIsCausal };
+}
+
+const ProbeRecord = z.strictObject({ key: z.string(), answerCallIsCausal: z.boolean() });
+
+/** The causality probe's answer for this graph: read from its record, or probed and recorded. */
+async function probedCausality(
+  folder: ModelFolder,
+  model: FamilyModel,
+  session: Session,
+  recordPath: string,
+  key: string,
+): Promise<boolean> {
+  if (await folder.exists(recordPath)) {
+    const record = ProbeRecord.safeParse(await readJson(folder, recordPath).catch(() => undefined));
+    if (record.success && record.data.key === key) return record.data.answerCallIsCausal;
+  }
+  const answerCallIsCausal = await model.answerCallIsCausal(session);
+  const record: z.infer<typeof ProbeRecord> = { key, answerCallIsCausal };
+  await folder.writeBytes(recordPath, new TextEncoder().encode(`${JSON.stringify(record)}\n`));
+  return answerCallIsCausal;
 }

@@ -17,7 +17,7 @@ import {
   toExplanation,
 } from '@dexar/core';
 import type { z } from 'zod';
-import { type ExplainGraphOptions, graphDigest, openExplainGraph } from './explain-graph.js';
+import { type ExplainGraphOptions, graphDigest, type OpenedExplainGraph, openExplainGraph } from './explain-graph.js';
 import { type ExplainRequest, ExplainRequestSchema, type GenerateRequest, GenerateRequestSchema } from './request.js';
 
 export interface OpenOptions {
@@ -37,7 +37,7 @@ export interface Generation {
  * graphs built so far (one per layer range and compat), reused across calls.
  */
 export class Explainer {
-  private readonly explainGraphs = new Map<string, Promise<{ session: Session; path: string }>>();
+  private readonly explainGraphs = new Map<string, Promise<OpenedExplainGraph>>();
 
   private constructor(
     readonly backend: Backend,
@@ -83,12 +83,13 @@ export class Explainer {
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
     const targetIds = await this.targetOf(input, r);
-    const { session } = await this.explainGraph({ layers, compat: options.compat, positionLens: r.positionLens });
+    const graph = await this.explainGraph({ layers, compat: options.compat, positionLens: r.positionLens });
+    const runOptions = { compat: options.compat, perToken: !graph.answerCallIsCausal };
     this.onProgress?.({ stage: 'explain', done: 0, total: r.strategy === 'single' ? 1 : targetIds.length });
     const rows =
       r.strategy === 'single'
-        ? await this.model.explain(input, targetIds, session, { compat: options.compat })
-        : await this.stepwise(image, r.prompt, targetIds, session, options.compat);
+        ? await this.model.explain(input, targetIds, graph.session, runOptions)
+        : await this.stepwise(image, r.prompt, targetIds, graph.session, runOptions);
     if (r.strategy === 'single') this.onProgress?.({ stage: 'explain', done: 1, total: 1 });
     this.onProgress?.({ stage: 'aggregate' });
     const gradients = { rows: rows.gradientRows as never, layers, numLayers: this.model.numLayers };
@@ -124,13 +125,13 @@ export class Explainer {
     prompt: string,
     targetIds: readonly number[],
     session: Session,
-    compat: 'official' | 'paper',
+    runOptions: { compat: 'official' | 'paper'; perToken: boolean },
   ): Promise<ExplainRows> {
     const T = targetIds.length;
     const steps: ExplainRows[] = [];
     for (let n = 0; n < T; n++) {
       const input = await this.model.prepare(image, prompt);
-      steps.push(await this.model.explain(input, targetIds.slice(0, n + 1), session, { compat }));
+      steps.push(await this.model.explain(input, targetIds.slice(0, n + 1), session, runOptions));
       this.onProgress?.({ stage: 'explain', done: n + 1, total: T });
     }
     const last = steps[T - 1];
@@ -181,7 +182,7 @@ export class Explainer {
   private decoderDigest?: Promise<Uint8Array>;
 
   /** The explain graph's session for these options, opened (or built) once per Explainer. */
-  private async explainGraph(options: ExplainGraphOptions): Promise<{ session: Session; path: string }> {
+  private async explainGraph(options: ExplainGraphOptions): Promise<OpenedExplainGraph> {
     this.decoderDigest ??= graphDigest(this.folder, this.model.decoder.path);
     const digest = await this.decoderDigest;
     const id = `${options.layers.join(',')}|${options.compat}|${options.positionLens}`;

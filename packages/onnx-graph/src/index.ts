@@ -26,6 +26,7 @@ export {
   type ExplainOptions,
   POSITION_LENS_OUTPUT,
   TARGET_AXIS,
+  USE_CACHE_BRANCH,
 } from './explain/explain.js';
 export {
   type AttrInput,
@@ -50,6 +51,7 @@ export {
   extractSubgraph,
   redirectConsumers,
   replaceNode,
+  specializeIf,
   tensorType,
 } from './graph/passes.js';
 export { ShapeInference, type TensorInfo } from './graph/shapes.js';

@@ -51,7 +51,7 @@ export async function openEvalModel(options: {
     );
   }
   const digest = await graphDigest(folder, model.decoder.path);
-  const { session, key } = await openExplainGraph({
+  const { session, key, answerCallIsCausal } = await openExplainGraph({
     backend,
     folder,
     model,
@@ -76,7 +76,8 @@ export async function openEvalModel(options: {
     key,
     identity,
     positionLens,
-    explain: (input, targetIds) => model.explain(input, targetIds, session, { compat: dexar.compat }),
+    explain: (input, targetIds) =>
+      model.explain(input, targetIds, session, { compat: dexar.compat, perToken: !answerCallIsCausal }),
     async release() {
       await session.release();
       await model.release();

@@ -2,7 +2,7 @@ import { buildGradient } from '../autodiff/gradient.js';
 import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
-import { addGraphInput, addGraphOutput, cloneNodes } from '../graph/passes.js';
+import { addGraphInput, addGraphOutput, cloneNodes, specializeIf } from '../graph/passes.js';
 import { type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
@@ -27,6 +27,15 @@ export const EXPLAIN_OUTPUTS = {
  * evaluation).
  */
 export const POSITION_LENS_OUTPUT = 'dexar_position_lens';
+
+/**
+ * The boolean input of a decoder merged the way optimum merges them: its If runs the with-past
+ * decoder when true, the without-past one when false. The explain graph keeps one branch and has
+ * no such input: for self-attention the with-past branch (it also takes an empty past, and a
+ * prefix LM's answer call needs the past); for cross-attention the without-past one, since the
+ * with-past branch reads the cross keys from the cache and an explain call has none.
+ */
+export const USE_CACHE_BRANCH = 'use_cache_branch';
 
 /** Symbolic size of the target axis in the explain graph's inputs and outputs. */
 export const TARGET_AXIS = 'dexar_num_targets';
@@ -102,6 +111,7 @@ function validate(options: ExplainOptions, layerCount: number): void {
  */
 export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): ExplainGraph {
   const model = readModel(writeModel(source));
+  specializeIf(model, USE_CACHE_BRANCH, options?.attention !== 'cross');
   const hooks = findDecoderHooks(model, { attention: options?.attention });
   validate(options, hooks.layers.length);
   const g = model.graph;

@@ -121,6 +121,29 @@ export function dimSub(a: Dim, b: Dim): Dim {
   return null;
 }
 
+/**
+ * Rebuilds a dim with each symbol atom replaced by `fn(atom)`, re-canonicalising sums and products
+ * (so `(past+S2)` with `S2 -> S1` becomes `(S1+past)`).
+ */
+export function mapAtoms(d: Dim, fn: (atom: string) => Dim): Dim {
+  if (typeof d !== 'string') return d;
+  const sum = terms(d);
+  if (sum.length > 1) return sum.reduce<Dim>((acc, t) => dimAdd(acc, mapAtoms(t, fn)), 0);
+  const m = toMonomial(d);
+  if (m.factors.length === 1 && m.coef === 1) return fn(m.factors[0] as string);
+  return m.factors.reduce<Dim>((acc, f) => dimMul(acc, mapAtoms(f, fn)), m.coef);
+}
+
+/** The symbol atoms a dim is built from. */
+export function atomsOf(d: Dim): string[] {
+  const out: string[] = [];
+  mapAtoms(d, (a) => {
+    out.push(a);
+    return a;
+  });
+  return out;
+}
+
 /** True when both dims are known and identical. */
 export function dimEq(a: Dim, b: Dim): boolean {
   return a !== null && b !== null && a === b;
@@ -140,20 +163,26 @@ export function dimProduct(dims: readonly Dim[]): Dim {
   return p;
 }
 
-/** Broadcasts two shapes (numpy rules); unknown dims where they cannot be decided. */
-export function broadcastShapes(a: readonly Dim[], b: readonly Dim[]): Dim[] {
+/**
+ * Broadcasts two shapes (numpy rules). A known dim against an unknown one keeps the known one (the
+ * unknown is taken to be 1 or equal: an exporter's mask of unknown shape added to scores
+ * `[B, H, S, K]` must not erase `S`). Two different known dims that are not 1 must be equal at run
+ * time: `unify` is told, so that symbols of unnamed input dims can be merged (`S1 = S2`).
+ */
+export function broadcastShapes(a: readonly Dim[], b: readonly Dim[], unify?: (x: Dim, y: Dim) => void): Dim[] {
   const n = Math.max(a.length, b.length);
   const out: Dim[] = [];
   for (let i = 0; i < n; i++) {
     const x = i < n - a.length ? 1 : (a[i - (n - a.length)] as Dim);
     const y = i < n - b.length ? 1 : (b[i - (n - b.length)] as Dim);
     if (x === 1) out.push(y);
-    else if (y === 1) out.push(x);
+    else if (y === 1 || y === null) out.push(x);
+    else if (x === null) out.push(y);
     else if (dimEq(x, y)) out.push(x);
-    else if (x === null) out.push(typeof y === 'number' ? y : null);
-    else if (y === null) out.push(typeof x === 'number' ? x : null);
-    else if (typeof x === 'number' && typeof y === 'number') out.push(Math.max(x, y));
-    else out.push(typeof x === 'number' ? x : typeof y === 'number' ? y : x);
+    else {
+      unify?.(x, y);
+      out.push(typeof y === 'number' ? y : x);
+    }
   }
   return out;
 }

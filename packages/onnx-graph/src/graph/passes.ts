@@ -1,6 +1,7 @@
 import { GraphError } from '../errors.js';
 import { OnnxModel } from '../model.js';
 import type { NodeProto, TensorProto, TypeProto, ValueInfoProto } from '../proto/types.js';
+import { getAttribute } from './attributes.js';
 import { GraphBuilder } from './builder.js';
 import type { Dim } from './dims.js';
 import { type Graph, nodeInputs } from './graph.js';
@@ -164,4 +165,39 @@ export function redirectConsumers(graph: Graph, from: string, to: string, except
   }
   graph.invalidate();
   graph.sortTopologically();
+}
+
+/**
+ * Inlines every `If` whose condition is the boolean graph input `condition` with the branch taken
+ * when it is `value`, then drops that input. This is how a decoder merged the way optimum merges
+ * them (`use_cache_branch`: with-past and without-past decoders under one If) becomes one plain
+ * decoder. ONNX names are unique across scopes, so the branch's nodes and initializers move into
+ * the main graph unchanged; its outputs are wired to the If's through Identity nodes.
+ */
+export function specializeIf(model: OnnxModel, condition: string, value: boolean): void {
+  const g = model.graph;
+  const ifs = g.nodes.filter((n) => n.opType === 'If' && n.input?.[0] === condition);
+  if (ifs.length === 0) return;
+  for (const node of ifs) {
+    const branch = getAttribute(node, value ? 'then_branch' : 'else_branch')?.g;
+    if (!branch) throw new GraphError(`If node ${node.name || '(unnamed)'} has no ${value ? 'then' : 'else'} branch`);
+    g.removeNodes([node]);
+    for (const t of branch.initializer ?? []) g.addInitializer(t);
+    for (const n of branch.node ?? []) g.addNode(n);
+    (branch.output ?? []).forEach((o, i) => {
+      const out = node.output?.[i];
+      if (!out || !o.name) return;
+      g.addNode({
+        name: g.uniqueNodeName(`${node.name || 'If'}/output_${i}`),
+        opType: 'Identity',
+        input: [o.name],
+        output: [out],
+      });
+    });
+  }
+  if (g.consumers(condition).length === 0) {
+    model.graph.proto.input = g.inputs.filter((v) => v.name !== condition);
+  }
+  g.invalidate();
+  g.sortTopologically();
 }

@@ -2,7 +2,18 @@ import { toNumber } from '../proto/int64.js';
 import { dataTypeName, readTensorNumbers, tensorDims } from '../proto/tensor.js';
 import { DataType, type NodeProto, type TensorProto, type TypeProto } from '../proto/types.js';
 import { attrInt, attrInts, attrTensor, getAttribute } from './attributes.js';
-import { broadcastShapes, type Dim, dimAdd, dimDiv, dimMul, dimProduct, dimSub, symbol } from './dims.js';
+import {
+  atomsOf,
+  broadcastShapes,
+  type Dim,
+  dimAdd,
+  dimDiv,
+  dimMul,
+  dimProduct,
+  dimSub,
+  mapAtoms,
+  symbol,
+} from './dims.js';
 import type { Graph } from './graph.js';
 
 /** What is known about a tensor: element type, shape (symbolic), and for small integer tensors their values. */
@@ -147,25 +158,99 @@ function mapValues(a: Dim[], b: Dim[], fn: (x: Dim, y: Dim) => Dim): Dim[] | und
   return undefined;
 }
 
+/** Passes of inference at most: each pass may merge input-dim symbols found equal by the last. */
+const MAX_UNIFY_PASSES = 5;
+
 /**
  * Symbolic shape, type and small-value inference over a graph. It never throws on an operator it
  * does not know: those outputs stay unknown, and declared `value_info` fills in where present.
+ *
+ * It does not rely on the exporter's shape annotations: every graph-input dim without a name gets
+ * a symbol of its own (`inputs_embeds__1`), and dims that broadcasting proves equal are merged, so
+ * a graph whose value_info was stripped and whose input dims are unnamed still tells the sequence
+ * axis apart from the others. Merging is done by re-running inference with the input dims
+ * substituted, until no new equality turns up.
  */
 export class ShapeInference {
   private readonly graph: Graph;
   private readonly info = new Map<string, TensorInfo>();
   private readonly opset: number;
+  /** Symbols of graph-input dims, and those among them the exporter left unnamed. */
+  private readonly inputAtoms = new Set<string>();
+  private readonly anonymousAtoms = new Set<string>();
+  /** Input-dim symbol -> the dim it was found equal to. */
+  private readonly bindings = new Map<string, Dim>();
+  private newBinding = false;
+  private readonly unify = (x: Dim, y: Dim): void => this.recordEqual(x, y);
 
   constructor(graph: Graph, opset: number) {
     this.graph = graph;
     this.opset = opset;
+    const order = graph.topologicalOrder();
+    for (let pass = 0; pass < MAX_UNIFY_PASSES; pass++) {
+      this.info.clear();
+      this.newBinding = false;
+      this.seedInputs();
+      this.run(order);
+      if (!this.newBinding) break;
+    }
+  }
+
+  private seedInputs(): void {
+    const graph = this.graph;
     for (const v of graph.proto.input ?? []) {
-      if (v.name && !graph.initializer(v.name)) this.info.set(v.name, infoFromType(v.type));
+      if (!v.name || graph.initializer(v.name)) continue;
+      const info = infoFromType(v.type);
+      info.shape = info.shape?.map((d, axis) => {
+        if (d !== null) {
+          if (typeof d === 'string') this.inputAtoms.add(d);
+          return this.resolve(d);
+        }
+        const fresh = symbol(`${(v.name as string).replace(/[^A-Za-z0-9_.]/g, '_')}__${axis}`);
+        this.inputAtoms.add(fresh);
+        this.anonymousAtoms.add(fresh);
+        return this.resolve(fresh);
+      });
+      this.info.set(v.name, info);
     }
     for (const t of graph.proto.initializer ?? []) {
       if (t.name) this.info.set(t.name, tensorInfo(t, (t.dataType ?? 0) !== DataType.FLOAT16));
     }
-    this.run(graph.topologicalOrder());
+  }
+
+  /** A dim with every bound input symbol replaced by what it equals. */
+  private resolve(d: Dim, depth = 0): Dim {
+    if (depth > 8) return d;
+    return mapAtoms(d, (a) => {
+      const bound = this.bindings.get(a);
+      return bound === undefined ? a : this.resolve(bound, depth + 1);
+    });
+  }
+
+  /** Two dims broadcasting says are equal: bind an unbound input symbol among them to the other. */
+  private recordEqual(x: Dim, y: Dim): void {
+    const a = this.resolve(x);
+    const b = this.resolve(y);
+    if (a === null || b === null || a === b) return;
+    const bindable = (d: Dim, other: Dim): d is string =>
+      typeof d === 'string' && this.inputAtoms.has(d) && !this.bindings.has(d) && !atomsOf(other).includes(d);
+    // prefer binding an unnamed symbol, then the second operand's
+    const order: Array<[Dim, Dim]> = this.anonymousAtoms.has(a as string)
+      ? [
+          [a, b],
+          [b, a],
+        ]
+      : [
+          [b, a],
+          [a, b],
+        ];
+    for (const [d, other] of order) {
+      if (bindable(d, other)) {
+        this.bindings.set(d, other);
+        this.newBinding = true;
+        return;
+      }
+    }
   }
 
   /** What is known about a tensor (an empty object when nothing is). */
@@ -263,7 +348,9 @@ export class ShapeInference {
     }
     if (BROADCAST.has(op)) return [this.broadcastOp(n, op)];
     if (op === 'MatMul' || op === 'MatMulInteger') {
-      return [{ type: op === 'MatMul' ? x.type : DataType.INT32, shape: matmulShape(x.shape, inp(1).shape) }];
+      return [
+        { type: op === 'MatMul' ? x.type : DataType.INT32, shape: matmulShape(x.shape, inp(1).shape, this.unify) },
+      ];
     }
     if (op === 'Gemm') {
       const a = x.shape;
@@ -302,7 +389,7 @@ export class ShapeInference {
     if (op === 'Expand') {
       const target = this.values(ins[1]);
       if (!x.shape || !target) return [{ type: x.type }];
-      return [{ type: x.type, shape: broadcastShapes(x.shape, target) }];
+      return [{ type: x.type, shape: broadcastShapes(x.shape, target, this.unify) }];
     }
     if (op === 'Tile') {
       const reps = this.values(ins[1]);
@@ -402,10 +489,10 @@ export class ShapeInference {
     let type = infos[0]?.type;
     if (COMPARISONS.has(op)) type = DataType.BOOL;
     if (op === 'Where') type = infos[1]?.type;
-    let shape: Dim[] | undefined = infos[0]?.shape;
-    for (let k = 1; k < infos.length; k++) {
-      const s = infos[k]?.shape;
-      shape = shape && s ? broadcastShapes(shape, s) : undefined;
+    // an operand of unknown shape is taken to broadcast into the known ones (an exporter's mask)
+    let shape: Dim[] | undefined;
+    for (const info of infos) {
+      if (info.shape) shape = shape ? broadcastShapes(shape, info.shape, this.unify) : info.shape;
     }
     const out: TensorInfo = { type, shape };
     const a = infos[0]?.value;
@@ -705,12 +792,13 @@ function mergeShapes(inferred: Dim[] | undefined, declared: Dim[] | undefined): 
   return inferred.map((d, i) => (d === null ? (declared[i] ?? null) : d));
 }
 
-function matmulShape(a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefined {
+function matmulShape(a: Dim[] | undefined, b: Dim[] | undefined, unify: (x: Dim, y: Dim) => void): Dim[] | undefined {
   if (!a || !b) return undefined;
   if (a.length === 0 || b.length === 0) return undefined;
   const aa = a.length === 1 ? [1, a[0] as Dim] : a;
   const bb = b.length === 1 ? [b[0] as Dim, 1] : b;
-  const batch = broadcastShapes(aa.slice(0, -2), bb.slice(0, -2));
+  unify(aa[aa.length - 1] as Dim, bb[bb.length - 2] as Dim); // the contracted dims are equal
+  const batch = broadcastShapes(aa.slice(0, -2), bb.slice(0, -2), unify);
   const out = [...batch];
   if (a.length > 1) out.push(aa[aa.length - 2] as Dim);
   if (b.length > 1) out.push(bb[bb.length - 1] as Dim);

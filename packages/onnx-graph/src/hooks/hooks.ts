@@ -113,7 +113,7 @@ export function assertUnfusedAttention(model: OnnxModel): void {
     }
     if (n.opType === 'If' || n.opType === 'Loop' || n.opType === 'Scan') {
       throw new UnsupportedModelError(
-        `node ${n.name || '(unnamed)'} is a control-flow ${n.opType} (e.g. an optimum "merged" decoder with a use_cache_branch If); export the decoder without control flow (past_key_values inputs with a zero-length past)`,
+        `node ${n.name || '(unnamed)'} is a control-flow ${n.opType}${n.opType === 'If' ? ` on ${n.input?.[0] || '(no condition)'}` : ''}; only a merged decoder's If on the boolean graph input use_cache_branch is supported: export the decoder without other control flow`,
       );
     }
   }
@@ -172,6 +172,8 @@ export function findAttentionSoftmaxes(model: OnnxModel): AttentionMatch[] {
         continue;
       }
       if (SCORE_OPS.has(p.opType ?? '')) for (const i of p.input ?? []) if (i && !isConstant(g, i)) back.push(i);
+      // attention in three dimensions reshapes the scores to 4D around the mask; follow the data only
+      if (p.opType === 'Reshape' && p.input?.[0]) back.push(p.input[0]);
     }
     if (!qk) continue;
     out.push({ softmax: n, probs, valuesMatMul, values: valuesMatMul.input?.[1] ?? '', qkMatMul: qk });

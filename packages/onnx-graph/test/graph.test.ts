@@ -2,15 +2,22 @@ import { readFileSync } from 'node:fs';
 import type * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../src/graph/builder.js';
-import { broadcastShapes, dimAdd, dimDiv, dimMul, dimSub } from '../src/graph/dims.js';
+import { broadcastShapes, dimAdd, dimDiv, dimMul, dimSub, mapAtoms } from '../src/graph/dims.js';
 import { dominatorChain } from '../src/graph/dominators.js';
 import { nodeInputs } from '../src/graph/graph.js';
-import { addGraphOutput, cloneNodes, extractSubgraph, redirectConsumers, replaceNode } from '../src/graph/passes.js';
+import {
+  addGraphOutput,
+  cloneNodes,
+  extractSubgraph,
+  redirectConsumers,
+  replaceNode,
+  specializeIf,
+} from '../src/graph/passes.js';
 import { ShapeInference } from '../src/graph/shapes.js';
 import { type OnnxModel, readModel, writeModel } from '../src/model.js';
 import { DataType } from '../src/proto/types.js';
 import { fixtureFile } from './helpers/fixtures.js';
-import { makeOrtTensor, rng, runModel, tensorValues } from './helpers/onnx.js';
+import { buildModel, makeOrtTensor, rng, runModel, tensorValues, valueInfo } from './helpers/onnx.js';
 
 const llava = (): OnnxModel => readModel(readFileSync(fixtureFile('llava-tiny', 'decoder_model_merged.onnx')));
 
@@ -114,6 +121,49 @@ describe('graph model', () => {
     expect(dimSub('(p+s)', 'p')).toBe('s');
     expect(dimAdd(2, 3)).toBe(5);
     expect(broadcastShapes(['b', 1, 's'], [4, 1])).toEqual(['b', 4, 's']);
+    // an unknown dim does not erase a known one; two different known ones are reported as equal
+    expect(broadcastShapes(['b', 4, 's', 'k'], [null, null, null, null])).toEqual(['b', 4, 's', 'k']);
+    const equal: unknown[] = [];
+    expect(broadcastShapes(['s1', 8], ['s2', 8], (x, y) => equal.push([x, y]))).toEqual(['s1', 8]);
+    expect(equal).toEqual([['s1', 's2']]);
+    expect(mapAtoms('(past+s2)', (a) => (a === 's2' ? 's1' : a))).toBe('(past+s1)');
+    expect(mapAtoms('4*b*s2', (a) => (a === 's2' ? '(p+q)' : a))).toBe('4*(p+q)*b');
+  });
+
+  it('names unnamed input dims and merges those broadcasting proves equal', () => {
+    // q [?, ?, 8] * cos [?, ?, 8] + mask [?, ?]: a stripped export's three sequence axes are one
+    const m = buildModel({
+      inputs: [
+        valueInfo('q', DataType.FLOAT, [0, 0, 8].map(() => '') as never),
+        valueInfo('cos', DataType.FLOAT),
+        valueInfo('total', DataType.FLOAT, ['total_sequence_length']),
+      ],
+      outputs: [valueInfo('scores', DataType.FLOAT)],
+      nodes: [
+        { name: 'rot', opType: 'Mul', input: ['q', 'cos'], output: ['rot'] },
+        { name: 'scores', opType: 'MatMul', input: ['rot', 'rot_t'], output: ['scores'] },
+        {
+          name: 't',
+          opType: 'Transpose',
+          input: ['rot'],
+          output: ['rot_t'],
+          attribute: [{ name: 'perm', type: 7, ints: [0, 2, 1] }],
+        },
+        { name: 'masked', opType: 'Add', input: ['scores', 'total'], output: ['masked'] },
+      ],
+    });
+    m.proto.graph.input = (m.proto.graph.input ?? []).map((v) =>
+      v.name === 'cos' ? valueInfo('cos', DataType.FLOAT, ['', '', 8] as never) : v,
+    );
+    for (const v of m.proto.graph.input ?? []) {
+      for (const d of v.type?.tensorType?.shape?.dim ?? []) if (d.dimParam === '') delete d.dimParam;
+    }
+    m.graph.sortTopologically();
+    const s = new ShapeInference(m.graph, 17);
+    // cos's unnamed dims are q's; q's unnamed key length is the mask's named one
+    expect(s.shape('cos')).toEqual(['q__0', 'total_sequence_length', 8]);
+    expect(s.shape('rot')).toEqual(['q__0', 'total_sequence_length', 8]);
+    expect(s.shape('masked')).toEqual(['q__0', 'total_sequence_length', 'total_sequence_length']);
   });
 });
 
@@ -169,6 +219,52 @@ describe('graph passes', () => {
     const a = tensorValues(after.logits as ort.Tensor);
     const b = tensorValues(before.logits as ort.Tensor);
     expect(a.reduce((mx, v, i) => Math.max(mx, Math.abs(v - (b[i] as number))), 0)).toBeLessThan(1e-5);
+  });
+
+  it("inlines a merged decoder's If on use_cache_branch with the chosen branch", async () => {
+    // then: x + past, else: x * 2; both read the outer scope
+    const branch = (name: string, op: string, other: string) => ({
+      name,
+      node: [{ name: `${name}/op`, opType: op, input: ['x', other], output: [`${name}_y`] }],
+      output: [valueInfo(`${name}_y`, DataType.FLOAT, [2])],
+    });
+    const make = () =>
+      buildModel({
+        inputs: [
+          valueInfo('x', DataType.FLOAT, [2]),
+          valueInfo('past', DataType.FLOAT, [2]),
+          valueInfo('use_cache_branch', DataType.BOOL, [1]),
+        ],
+        outputs: [valueInfo('y', DataType.FLOAT, [2])],
+        initializers: [{ name: 'two', dataType: DataType.FLOAT, dims: [1], floatData: [2] }],
+        nodes: [
+          {
+            name: 'merged',
+            opType: 'If',
+            input: ['use_cache_branch'],
+            output: ['y'],
+            attribute: [
+              { name: 'then_branch', type: 5, g: branch('with_past', 'Add', 'past') },
+              { name: 'else_branch', type: 5, g: branch('without_past', 'Mul', 'two') },
+            ],
+          },
+        ],
+      });
+    const feeds = {
+      x: makeOrtTensor(DataType.FLOAT, [2], [1, 3]),
+      past: makeOrtTensor(DataType.FLOAT, [2], [10, 20]),
+    };
+    for (const [value, expected] of [
+      [true, [11, 23]],
+      [false, [2, 6]],
+    ] as const) {
+      const m = make();
+      specializeIf(m, 'use_cache_branch', value);
+      expect(m.graph.nodes.some((n) => n.opType === 'If')).toBe(false);
+      expect(m.graph.inputs.map((v) => v.name)).toEqual(['x', 'past']);
+      const out = await runModel(writeModel(m), feeds, ['y']);
+      expect(tensorValues(out.y as ort.Tensor)).toEqual(expected);
+    }
   });
 
   it('adds graph inputs and outputs, and redirects consumers', async () => {

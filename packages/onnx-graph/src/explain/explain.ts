@@ -154,7 +154,7 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
     const qSym = shape?.[shape.length - 2];
     if (!shape || rank === undefined || rank < 3 || typeof qSym !== 'string') {
       throw new UnsupportedModelError(
-        `layer ${l}: the attention probabilities ${A} have shape ${formatShape(shape)}; the query axis (second to last) must be a symbolic sequence length — export with dynamic axes`,
+        `layer ${l}: the attention probabilities ${A} (output of Softmax node ${layer.softmaxNode}) have shape ${formatShape(shape)}; expected [..., heads, queries, keys] with the query axis following the sequence length of the decoder's inputs — export with dynamic sequence axes`,
       );
     }
     const prefix = `dexar/layer${l}`;

@@ -95,8 +95,10 @@ export class RowCloner {
   }
 
   private fail(t: string, why: string): never {
+    const p = this.b.model.graph.producer(t);
+    const from = p ? ` (output of ${p.opType} node ${p.name || '(unnamed)'})` : '';
     throw new UnsupportedModelError(
-      `cannot re-run ${this.what} on the query rows: tensor ${t} ${why}; export the decoder with dynamic (symbolic) sequence axes`,
+      `cannot re-run ${this.what} on the query rows: tensor ${t}${from} ${why}; export the decoder with dynamic (symbolic) sequence axes`,
     );
   }
 

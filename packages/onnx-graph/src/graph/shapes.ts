@@ -234,8 +234,9 @@ export class ShapeInference {
     if (a === null || b === null || a === b) return;
     const bindable = (d: Dim, other: Dim): d is string =>
       typeof d === 'string' && this.inputAtoms.has(d) && !this.bindings.has(d) && !atomsOf(other).includes(d);
-    // prefer binding an unnamed symbol, then the second operand's
-    const order: Array<[Dim, Dim]> = this.anonymousAtoms.has(a as string)
+    // bind an unnamed symbol to a named one; otherwise the second operand's to the first's
+    const unnamedToNamed = this.anonymousAtoms.has(a as string) && !this.anonymousAtoms.has(b as string);
+    const order: Array<[Dim, Dim]> = unnamedToNamed
       ? [
           [a, b],
           [b, a],

@@ -210,8 +210,9 @@ const FAMILIES = [
  */
 function withoutShapeAnnotations(source: OnnxModel): OnnxModel {
   const model = readModel(writeModel(source));
-  model.proto.graph.valueInfo = [];
-  for (const v of [...(model.proto.graph.input ?? []), ...(model.proto.graph.output ?? [])]) {
+  const graph = model.graph.proto;
+  graph.valueInfo = [];
+  for (const v of [...(graph.input ?? []), ...(graph.output ?? [])]) {
     for (const d of v.type?.tensorType?.shape?.dim ?? []) delete d.dimParam;
   }
   return readModel(writeModel(model));

@@ -152,10 +152,10 @@ describe('graph model', () => {
         { name: 'masked', opType: 'Add', input: ['scores', 'total'], output: ['masked'] },
       ],
     });
-    m.proto.graph.input = (m.proto.graph.input ?? []).map((v) =>
+    m.graph.proto.input = (m.graph.proto.input ?? []).map((v) =>
       v.name === 'cos' ? valueInfo('cos', DataType.FLOAT, ['', '', 8] as never) : v,
     );
-    for (const v of m.proto.graph.input ?? []) {
+    for (const v of m.graph.proto.input ?? []) {
       for (const d of v.type?.tensorType?.shape?.dim ?? []) if (d.dimParam === '') delete d.dimParam;
     }
     m.graph.sortTopologically();

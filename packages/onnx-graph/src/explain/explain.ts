@@ -2,7 +2,7 @@ import { buildGradient } from '../autodiff/gradient.js';
 import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
-import { addGraphInput, addGraphOutput, cloneNodes, specializeIf } from '../graph/passes.js';
+import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, specializeIf } from '../graph/passes.js';
 import { type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
@@ -30,10 +30,11 @@ export const POSITION_LENS_OUTPUT = 'dexar_position_lens';
 
 /**
  * The boolean input of a decoder merged the way optimum merges them: its If runs the with-past
- * decoder when true, the without-past one when false. The explain graph keeps one branch and has
- * no such input: for self-attention the with-past branch (it also takes an empty past, and a
- * prefix LM's answer call needs the past); for cross-attention the without-past one, since the
- * with-past branch reads the cross keys from the cache and an explain call has none.
+ * decoder when true, the without-past one when false (generation feeds it). The explain graph of
+ * such a decoder explains each branch and merges them back under an If that it conditions itself
+ * on the past being non-empty, so every explain call runs the branch generation ran for the same
+ * call: the without-past one for a prefill (a prefix LM's bidirectional prefix; Florence-2's cross
+ * keys computed from the encoder states), the with-past one after a cache.
  */
 export const USE_CACHE_BRANCH = 'use_cache_branch';
 
@@ -110,8 +111,38 @@ function validate(options: ExplainOptions, layerCount: number): void {
  * runs through that clone only. The explain graph needs batch size 1.
  */
 export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): ExplainGraph {
-  const model = readModel(writeModel(source));
-  specializeIf(model, USE_CACHE_BRANCH, options?.attention !== 'cross');
+  const merged = source.graph.nodes.some((n) => n.opType === 'If' && n.input?.[0] === USE_CACHE_BRANCH);
+  if (!merged) return explainPlainDecoder(readModel(writeModel(source)), options);
+  const branch = (withPast: boolean) => {
+    const model = readModel(writeModel(source));
+    specializeIf(model, USE_CACHE_BRANCH, withPast);
+    return explainPlainDecoder(model, options);
+  };
+  const withPast = branch(true);
+  const withoutPast = branch(false);
+  const shared = new Set((source.graph.proto.initializer ?? []).map((t) => t.name ?? ''));
+  const model = mergeUnderIf(withPast.model, withoutPast.model, USE_CACHE_BRANCH, shared);
+  // the condition generation feeds, computed from the cache: past_key_values.*: [B, kv, past, d]
+  const past = model.graph.inputs.find((v) => v.name?.startsWith('past_key_values.'))?.name;
+  if (!past) {
+    throw new UnsupportedModelError(
+      `the decoder merges its branches with an If on ${USE_CACHE_BRANCH} but has no past_key_values.* input to tell them apart`,
+    );
+  }
+  const b = new GraphBuilder(model, { prefix: 'dexar/use_cache_branch' });
+  const pastLength = b.op('Gather', [b.shapeOf(past), b.int64s([2])], { axis: 0 });
+  b.model.graph.addNode({
+    name: b.model.graph.uniqueNodeName('dexar/use_cache_branch/Greater'),
+    opType: 'Greater',
+    input: [pastLength, b.int64s([0])],
+    output: [USE_CACHE_BRANCH],
+  });
+  model.graph.sortTopologically();
+  return { ...withPast, model };
+}
+
+/** The explain graph of a decoder without control flow (`model` is modified in place). */
+function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): ExplainGraph {
   const hooks = findDecoderHooks(model, { attention: options?.attention });
   validate(options, hooks.layers.length);
   const g = model.graph;

@@ -1,6 +1,14 @@
 import { GraphError } from '../errors.js';
 import { OnnxModel } from '../model.js';
-import type { NodeProto, TensorProto, TypeProto, ValueInfoProto } from '../proto/types.js';
+import { toNumber } from '../proto/int64.js';
+import {
+  AttributeType,
+  type GraphProto,
+  type NodeProto,
+  type TensorProto,
+  type TypeProto,
+  type ValueInfoProto,
+} from '../proto/types.js';
 import { getAttribute } from './attributes.js';
 import { GraphBuilder } from './builder.js';
 import type { Dim } from './dims.js';
@@ -200,4 +208,63 @@ export function specializeIf(model: OnnxModel, condition: string, value: boolean
   }
   g.invalidate();
   g.sortTopologically();
+}
+
+/**
+ * The inverse of `specializeIf`: one model whose If on `condition` runs the graph of `then` or of
+ * `otherwise`, two models derived from one merged decoder. Initializers named in `shared` (the
+ * merged decoder's top-level weights) and the graph inputs stay in the outer scope, once; every
+ * other tensor and node is renamed per branch so the two stay disjoint (ONNX names are unique across
+ * scopes); the outputs keep their names outside the If. `condition` is left for the caller to define.
+ */
+export function mergeUnderIf(
+  then: OnnxModel,
+  otherwise: OnnxModel,
+  condition: string,
+  shared: ReadonlySet<string>,
+): OnnxModel {
+  const outer = new Set([...then.graph.inputs.map((v) => v.name ?? ''), ...shared]);
+  const branch = (model: OnnxModel, tag: string): GraphProto => {
+    const rename = (t: string) => (t === '' || outer.has(t) ? t : `${t}::${tag}`);
+    const node = model.graph.nodes.map((n) => ({
+      ...n,
+      name: `${n.name || n.opType}::${tag}`,
+      input: (n.input ?? []).map(rename),
+      output: (n.output ?? []).map(rename),
+    }));
+    const initializer = (model.graph.proto.initializer ?? [])
+      .filter((t) => !shared.has(t.name ?? ''))
+      .map((t) => ({ ...t, name: rename(t.name ?? '') }));
+    const output = model.graph.outputs.map((v) => ({ ...v, name: rename(v.name ?? '') }));
+    return { name: tag, node, initializer, output };
+  };
+  const opsets = new Map<string, number>();
+  for (const m of [then, otherwise]) {
+    for (const o of m.proto.opsetImport ?? []) {
+      const domain = o.domain === 'ai.onnx' ? '' : (o.domain ?? '');
+      opsets.set(domain, Math.max(opsets.get(domain) ?? 0, toNumber(o.version)));
+    }
+  }
+  return new OnnxModel({
+    ...then.proto,
+    opsetImport: [...opsets].map(([domain, version]) => ({ domain, version })),
+    graph: {
+      name: then.graph.proto.name ?? 'merged',
+      input: then.graph.inputs,
+      output: then.graph.outputs,
+      initializer: (then.graph.proto.initializer ?? []).filter((t) => shared.has(t.name ?? '')),
+      node: [
+        {
+          name: 'dexar/use_cache_branch',
+          opType: 'If',
+          input: [condition],
+          output: then.graph.outputs.map((v) => v.name ?? ''),
+          attribute: [
+            { name: 'then_branch', type: AttributeType.GRAPH, g: branch(then, 'then') },
+            { name: 'else_branch', type: AttributeType.GRAPH, g: branch(otherwise, 'else') },
+          ],
+        },
+      ],
+    },
+  });
 }

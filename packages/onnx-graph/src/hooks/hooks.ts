@@ -372,8 +372,17 @@ export function findDecoderHooks(model: OnnxModel, options: FindHooksOptions): D
   const shapes = new ShapeInference(g, model.opsetVersion() ?? 17);
   const matches = findAttentionSoftmaxes(model);
   if (matches.length === 0) {
+    const softmax = g.nodes.find((n) => n.opType === 'Softmax');
+    const seen = softmax
+      ? `; e.g. Softmax node ${softmax.name || '(unnamed)'} feeds ${
+          g
+            .consumers(softmax.output?.[0] ?? '')
+            .map((c) => `${c.opType} node ${c.name || '(unnamed)'}`)
+            .join(', ') || 'nothing'
+        }`
+      : '; the graph has no Softmax';
     throw new HookNotFoundError(
-      'no attention pattern found: no Softmax feeds a MatMul with the values after a Q·K MatMul; pass a transformer decoder exported with eager attention',
+      `no attention pattern found: expected a Softmax whose output (through Cast/Identity/Dropout) is the left input of the MatMul with the values, its input computed from a Q·K MatMul through scaling, masking or reshaping${seen}; pass a transformer decoder exported with eager attention`,
     );
   }
   const lmHead = findLmHead(model, shapes);

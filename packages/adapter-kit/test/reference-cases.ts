@@ -74,9 +74,9 @@ export function expectMatchesReference(result: Explanation, ref: ReferenceResult
   });
 }
 
-/** The PyTorch reference cases of a fixture model (fixtures/references/<model>/case<K>). */
-export function referenceCases(model: string): ReferenceCase[] {
-  const root = `${repoRoot}fixtures/references/${model}`;
+/** The PyTorch reference cases of a fixture model (`<references>/<model>/case<K>`, by default fixtures/references). */
+export function referenceCases(model: string, references = `${repoRoot}fixtures/references`): ReferenceCase[] {
+  const root = `${references}/${model}`;
   return readdirSync(root)
     .filter((d) => d.startsWith('case'))
     .sort()

@@ -1,70 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { eosTokenIds, parseConfig } from '@dexar/adapter-kit';
 import { DexarError } from '@dexar/core';
 import { describe, expect, it } from 'vitest';
+import { repoJson as json, pretrained } from '../../adapter-kit/test/hf-config.js';
 import { PaliGemmaConfigSchema, SiglipPreprocessorSchema } from '../src/config.js';
 
 const EXPECTED = 'the paligemma adapter loads model_type "paligemma" with a gemma or gemma2 text model';
 const parse = (raw: unknown) => parseConfig(PaliGemmaConfigSchema, raw, 'config.json', EXPECTED);
-const json = (path: string): unknown => JSON.parse(readFileSync(new URL(`../../../${path}`, import.meta.url), 'utf8'));
-
-/** The `PretrainedConfig` fields transformers 4.4x writes into every (sub-)config, most of them `null`. */
-const pretrained = {
-  return_dict: true,
-  output_hidden_states: false,
-  output_attentions: false,
-  torchscript: false,
-  torch_dtype: 'float16',
-  use_bfloat16: false,
-  tf_legacy_loss: false,
-  pruned_heads: {},
-  tie_word_embeddings: true,
-  chunk_size_feed_forward: 0,
-  is_encoder_decoder: false,
-  is_decoder: false,
-  cross_attention_hidden_size: null,
-  add_cross_attention: false,
-  tie_encoder_decoder: false,
-  max_length: 20,
-  min_length: 0,
-  do_sample: false,
-  early_stopping: false,
-  num_beams: 1,
-  num_beam_groups: 1,
-  diversity_penalty: 0.0,
-  temperature: 1.0,
-  top_k: 50,
-  top_p: 1.0,
-  typical_p: 1.0,
-  repetition_penalty: 1.0,
-  length_penalty: 1.0,
-  no_repeat_ngram_size: 0,
-  encoder_no_repeat_ngram_size: 0,
-  bad_words_ids: null,
-  num_return_sequences: 1,
-  output_scores: false,
-  return_dict_in_generate: false,
-  forced_bos_token_id: null,
-  forced_eos_token_id: null,
-  remove_invalid_values: false,
-  exponential_decay_length_penalty: null,
-  suppress_tokens: null,
-  begin_suppress_tokens: null,
-  architectures: null,
-  finetuning_task: null,
-  id2label: { '0': 'LABEL_0', '1': 'LABEL_1' },
-  label2id: { LABEL_0: 0, LABEL_1: 1 },
-  tokenizer_class: null,
-  prefix: null,
-  bos_token_id: null,
-  pad_token_id: null,
-  eos_token_id: null,
-  sep_token_id: null,
-  decoder_start_token_id: null,
-  task_specific_params: null,
-  problem_type: null,
-  _name_or_path: '',
-};
 
 /** google/paligemma-3b-pt-224 as transformers 4.41 wrote it: `hidden_size` on top, no `image_size`, no `head_dim`. */
 const paligemma1 = {

@@ -1,23 +1,11 @@
 import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
-import type { Explanation } from '@dexar/core';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  caseImage,
-  expectMatchesReference,
-  maxAbs,
-  modelDir,
-  referenceCases,
-  referenceSettings,
-} from '../../adapter-kit/test/reference-cases.js';
+import { caseImage, modelDir, referenceCases, referenceSettings } from '../../adapter-kit/test/reference-cases.js';
 import { Explainer } from '../src/index.js';
-
-function rawOf(result: Explanation) {
-  if (!result.raw) throw new Error('returnRaw was set but the result has no raw rows');
-  return result.raw;
-}
+import { expectSinglePassAndStepwiseMatch } from './reference-check.js';
 
 describe.each(['llava-tiny', 'bakllava-tiny', 'paligemma-tiny', 'florence2-tiny'])(
   '%s against the PyTorch reference',
@@ -32,29 +20,9 @@ describe.each(['llava-tiny', 'bakllava-tiny', 'paligemma-tiny', 'florence2-tiny'
     afterAll(() => explainer.release());
 
     describe.each(referenceCases(model))('$name', (c) => {
-      it.each(referenceSettings)('%s, layerIndex %i: single pass and stepwise match', async (compat, layerIndex) => {
-        const image = await caseImage(c);
-        const ref = c.results[compat][`layer_index_${layerIndex}`];
-        const request = {
-          prompt: c.prompt,
-          targetIds: c.target_ids,
-          compat,
-          layerIndex,
-          returnRaw: true,
-        };
-        const single = await explainer.explain(image, request);
-        expectMatchesReference(single, ref);
-        expect(single.tokens).toEqual(c.tokens);
-        const stepwise = await explainer.explain(image, { ...request, strategy: 'stepwise' });
-        expectMatchesReference(stepwise, ref);
-        expect(maxAbs(rawOf(stepwise).gradientRows.flat(3), rawOf(single).gradientRows.flat(3))).toBeLessThan(1e-4);
-        if (compat === 'official' && layerIndex === 0) {
-          // Raw rows against PyTorch autograd within 1e-4 (issue: onnx-graph, end to end); measured: gradients 6.4e-6,
-          // attention 1.24e-5 (the float32 forward of ONNX Runtime and PyTorch differ by 1.35e-5 on logits).
-          expect(maxAbs(rawOf(single).gradientRows.flat(3), c.raw.grad_rows.flat(3))).toBeLessThan(1e-4);
-          expect(maxAbs(rawOf(single).attentionRows.flat(3), c.raw.attn_rows.flat(3))).toBeLessThan(1e-4);
-        }
-      });
+      it.each(referenceSettings)('%s, layerIndex %i: single pass and stepwise match', (compat, layerIndex) =>
+        expectSinglePassAndStepwiseMatch(explainer, c, compat, layerIndex),
+      );
     });
   },
 );

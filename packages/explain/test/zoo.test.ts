@@ -7,12 +7,11 @@ import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import { readdirSync } from 'node:fs';
-import type { ExplainRows, Explanation } from '@dexar/core';
+import type { ExplainRows } from '@dexar/core';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   caseImage,
-  expectMatchesReference,
   maxAbs,
   type ReferenceCase,
   referenceCases,
@@ -20,6 +19,7 @@ import {
   repoRoot,
 } from '../../adapter-kit/test/reference-cases.js';
 import { Explainer } from '../src/index.js';
+import { expectSinglePassAndStepwiseMatch } from './reference-check.js';
 
 const zoo = `${repoRoot}fixtures/zoo`;
 const zooModels = readdirSync(`${zoo}/models`).sort();
@@ -46,11 +46,6 @@ function croppedRows(rows: ExplainRows, c: ZooCase): number[] {
   return out;
 }
 
-function rawOf(result: Explanation) {
-  if (!result.raw) throw new Error('returnRaw was set but the result has no raw rows');
-  return result.raw;
-}
-
 describe.each(zooModels)('zoo model %s', (model) => {
   const c = referenceCases(model, `${zoo}/references`)[0] as ZooCase;
   let explainer: Explainer;
@@ -64,21 +59,7 @@ describe.each(zooModels)('zoo model %s', (model) => {
 
   it.each(referenceSettings)(
     '%s, layerIndex %i: single pass and stepwise match the PyTorch reference',
-    async (compat, layerIndex) => {
-      const image = await caseImage(c);
-      const ref = c.results[compat][`layer_index_${layerIndex}`];
-      const request = { prompt: c.prompt, targetIds: c.target_ids, compat, layerIndex, returnRaw: true };
-      const single = await explainer.explain(image, request);
-      expectMatchesReference(single, ref);
-      expect(single.tokens).toEqual(c.tokens);
-      const stepwise = await explainer.explain(image, { ...request, strategy: 'stepwise' });
-      expectMatchesReference(stepwise, ref);
-      expect(maxAbs(rawOf(stepwise).gradientRows.flat(3), rawOf(single).gradientRows.flat(3))).toBeLessThan(1e-4);
-      if (compat === 'official' && layerIndex === 0) {
-        expect(maxAbs(rawOf(single).gradientRows.flat(3), c.raw.grad_rows.flat(3))).toBeLessThan(1e-4);
-        expect(maxAbs(rawOf(single).attentionRows.flat(3), c.raw.attn_rows.flat(3))).toBeLessThan(1e-4);
-      }
-    },
+    (compat, layerIndex) => expectSinglePassAndStepwiseMatch(explainer, c, compat, layerIndex),
   );
 
   it('the causality probe sends only the chunk-bidirectional export to one token per call', async () => {

@@ -10,9 +10,29 @@ export interface NodeBackendOptions {
   threads?: number;
 }
 
+/**
+ * ONNX Runtime's own logger prints coloured lines on stderr for failures dexar reports itself
+ * (a missing CUDA provider library, an unloadable graph), and its telemetry writes under the
+ * user's home (warning on stderr where it cannot). Both are read when its environment starts,
+ * at the first session, so they are set before that; a user's own ORT_DISABLE_TELEMETRY wins.
+ */
+function quietOnnxRuntime(): void {
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
+  ort.env.logLevel = 'fatal';
+}
+
+/** ONNX Runtime's message without its internal source paths and function signatures, first line only. */
+export function runtimeMessage(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error))
+    .split('\n')[0]
+    .replace(/\/onnxruntime_src\/\S*:\d+ (?:[^[]*\[ONNXRuntimeError\] : \d+ : )?/g, '')
+    .trim();
+}
+
 /** The Node backend: ONNX Runtime sessions from model folders on disk, sharp for images. */
 export function nodeBackend(options: NodeBackendOptions = {}): Backend {
   const executionProvider = options.executionProvider ?? 'cpu';
+  quietOnnxRuntime();
   return {
     name: `onnxruntime-node (${executionProvider})`,
     async createSession(folder: ModelFolder, path: string): Promise<Session> {
@@ -39,7 +59,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           release: () => session.release(),
         };
       } catch (error) {
-        const message = (error as Error).message.split('\n')[0];
+        const message = runtimeMessage(error);
         if (executionProvider === 'cuda') {
           throw new DexarError(
             'runtime',

@@ -1,7 +1,9 @@
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import {
@@ -13,6 +15,7 @@ import {
   writeAtomically,
 } from '../src/index.js';
 
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
 const llavaTiny = fileURLToPath(new URL('../../../fixtures/models/llava-tiny', import.meta.url));
 
 /** A 3 x 2 image: left column red, the rest blue. */
@@ -101,5 +104,29 @@ describe('sessions', () => {
     ).rejects.toThrowError(
       /cannot start the CUDA execution provider .*install onnxruntime-node with its CUDA binaries, or use --device cpu/,
     );
+  });
+
+  it('names an empty graph file without ONNX Runtime internal source paths', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dexar-empty-graph-'));
+    await cp(join(llavaTiny, 'config.json'), join(dir, 'config.json'));
+    await writeAtomically(join(dir, 'onnx/embed_tokens.onnx'), new Uint8Array());
+    const failure = nodeBackend().createSession(await openModelFolder(dir), 'onnx/embed_tokens.onnx');
+    await expect(failure).rejects.toThrowError(/ONNX Runtime cannot load .*embed_tokens\.onnx/);
+    await expect(failure).rejects.not.toThrowError(/onnxruntime_src|\.cc:\d/);
+  });
+
+  it('keeps ONNX Runtime silent on stderr and its telemetry out of the home folder', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'dexar-home-'));
+    const script = `
+      import { nodeBackend, openModelFolder } from ${JSON.stringify(pathToFileURL(join(packageDir, 'dist/index.js')).href)};
+      const folder = await openModelFolder(${JSON.stringify(llavaTiny)});
+      await nodeBackend({ executionProvider: 'cuda' }).createSession(folder, 'onnx/embed_tokens.onnx').catch(() => {});
+      const session = await nodeBackend().createSession(folder, 'onnx/embed_tokens.onnx');
+      await session.release();`;
+    const { stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      env: { PATH: process.env.PATH, HOME: home, TMPDIR: tmpdir() },
+    });
+    expect(stderr).toBe('');
+    expect(await readdir(home)).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { DexarError } from '@dexar/core';
 import { writeAtomically } from '@dexar/runtime-node';
 import type { RunHeader, SampleRecord } from '../records.js';
-import { curvesSvg, groupTable, markdownReport, summarize } from '../report.js';
+import { curvesSvg, groupTable, markdownName, markdownReport, markdownText, summarize } from '../report.js';
 import type { CiMethod } from '../stats.js';
 
 export interface RecordSet {
@@ -81,7 +81,7 @@ const describe = (set: RecordSet): string[] => {
   const c = h.config;
   const p = c.perturbation;
   const notes = [
-    `Model: \`${c.model}\` (${c.family}); dataset: \`${c.dataset}\`, ${c.samples} samples${c.limit !== null ? ` (the first ${c.limit}, --limit)` : ''}; samples in this report: ${new Set(set.records.map((r) => r.sample)).size}.`,
+    `Model: ${markdownName(c.model)} (${markdownText(c.family)}); dataset: ${markdownName(c.dataset)}, ${c.samples} samples${c.limit !== null ? ` (the first ${c.limit}, --limit)` : ''}; samples in this report: ${new Set(set.records.map((r) => r.sample)).size}.`,
     `Shards: ${set.shards.present.length} of ${set.shards.count} present${
       set.shards.present.length < set.shards.count
         ? ` (missing: ${Array.from({ length: set.shards.count }, (_, i) => i)
@@ -89,7 +89,7 @@ const describe = (set: RecordSet): string[] => {
             .join(', ')})`
         : ''
     }.`,
-    `DEX-AR options: layerIndex ${c.dexar.layerIndex}, topK ${c.dexar.topK}, compat ${c.dexar.compat}; seed ${c.seed}; metrics: ${c.metrics.join(', ')}.`,
+    `DEX-AR options: layerIndex ${c.dexar.layerIndex}, topK ${c.dexar.topK}, compat ${c.dexar.compat}; seed ${c.seed}; metrics: ${c.metrics.map(markdownText).join(', ')}.`,
   ];
   if (c.metrics.includes('perturbation')) {
     notes.push(

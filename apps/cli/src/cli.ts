@@ -4,7 +4,7 @@ import { integer, joinNegativeValues, reportFailure, usageError } from './args.j
 import { builtin } from './builtin.js';
 import { evalMain } from './eval.js';
 import { loadImage, openExplainer } from './library.js';
-import { writeOutputs } from './outputs.js';
+import { checkOutputFolder, writeOutputs } from './outputs.js';
 import { stderrProgress } from './progress.js';
 
 const USAGE = `usage: dexar <command> [options]
@@ -112,6 +112,8 @@ export async function main(argv: string[]): Promise<number> {
     const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
     const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
     const positionLens = values.method !== undefined && methodFor(values.method).needsPositionLens === true;
+    const out = values.out ?? 'dexar-out';
+    if (command === 'explain') await checkOutputFolder(out);
     const onProgress = stderrProgress(!values.quiet);
     const explainer = await openExplainer({
       ...(values.model ? { model: values.model } : {}),
@@ -152,7 +154,6 @@ export async function main(argv: string[]): Promise<number> {
       });
       const explained =
         values.method && values.method !== 'dexar' ? withMethod(result, values.method, values.raw ?? false) : result;
-      const out = values.out ?? 'dexar-out';
       const written = await writeOutputs(out, explained, image);
       if (values.json) {
         process.stdout.write(`${JSON.stringify(explained)}\n`);

@@ -1,6 +1,9 @@
-import { join } from 'node:path';
-import { type Explanation, overlayHeatmap, type RgbaImage } from '@dexar/core';
-import { encodePng, resizeImage, writeAtomically } from '@dexar/runtime-node';
+import { randomBytes } from 'node:crypto';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { DexarError, type Explanation, overlayHeatmap, type RgbaImage } from '@dexar/core';
+import { encodePng, resizeImage } from '@dexar/runtime-node';
 import sharp from 'sharp';
 import { reportHtml } from './report.js';
 
@@ -15,15 +18,21 @@ export interface Written {
 /**
  * Writes an explanation's files into `dir`: `sentence.png`, `tokens/NN-token.png`,
  * `grid.png` (contact sheet), `result.json` and a self-contained `report.html`.
- * Each file is written under a temporary name and renamed.
+ * The folder appears whole or not at all (see `publishFolder`): no file of an earlier,
+ * longer answer stays, and a folder holding anything dexar did not write is refused.
  */
-export async function writeOutputs(dir: string, result: Explanation, image: RgbaImage): Promise<Written> {
+export function writeOutputs(dir: string, result: Explanation, image: RgbaImage): Promise<Written> {
+  return publishFolder(dir, (staging) => writeExplanation(staging, result, image));
+}
+
+async function writeExplanation(dir: string, result: Explanation, image: RgbaImage): Promise<Written> {
   const display = await displayImage(image);
   const grid = result.grid;
   const overlay = (map: number[][]) => encodePng(overlayHeatmap(display, map.flat(), grid, { alpha: 0.5 }));
   const files: string[] = [];
+  await mkdir(join(dir, 'tokens'));
   const write = async (name: string, bytes: Uint8Array | string) => {
-    await writeAtomically(join(dir, name), bytes);
+    await writeFile(join(dir, name), bytes);
     files.push(name);
   };
 
@@ -55,6 +64,111 @@ export async function writeOutputs(dir: string, result: Explanation, image: Rgba
     }),
   );
   return { files };
+}
+
+/** What dexar writes into an output folder; a folder holding only these is an earlier run's output. */
+const OUTPUT_FILES = new Set(['sentence.png', 'grid.png', 'result.json', 'report.html']);
+const TOKEN_FILE = /^\d{2,}-[\p{L}\p{N}_-]+\.png$/u;
+
+/** The first entry of `dir` that dexar did not write (a link, another file, a folder), if any. */
+async function foreignEntry(dir: string): Promise<string | undefined> {
+  for (const name of await readdir(dir)) {
+    const info = await lstat(join(dir, name));
+    if (name === 'tokens' && info.isDirectory()) {
+      for (const token of await readdir(join(dir, name))) {
+        const tokenInfo = await lstat(join(dir, name, token));
+        if (!TOKEN_FILE.test(token) || !tokenInfo.isFile()) return join(name, token);
+      }
+    } else if (!OUTPUT_FILES.has(name) || !info.isFile()) {
+      return name;
+    }
+  }
+  return undefined;
+}
+
+/** A file-system failure on the output folder as one line naming the folder and the fix. */
+function outputError(out: string, error: unknown): DexarError {
+  if (error instanceof DexarError) return error;
+  const code = (error as NodeJS.ErrnoException).code ?? String(error);
+  const why =
+    code === 'ENOTDIR' || code === 'EEXIST'
+      ? 'a file is in the way'
+      : code === 'EROFS' || code === 'EACCES' || code === 'EPERM'
+        ? 'the location is read-only'
+        : code === 'ENOSPC'
+          ? 'the disk is full'
+          : code;
+  return new DexarError('invalid-options', `cannot write --out ${out} (${why}): pick a writable folder`, {
+    cause: error,
+  });
+}
+
+/**
+ * Refuses an `--out` that dexar must not replace: empty, a file or link, or a folder holding
+ * anything dexar did not write. Run before the work, so a bad `--out` fails at once.
+ */
+export async function checkOutputFolder(out: string): Promise<void> {
+  if (out.trim() === '') throw new DexarError('invalid-options', '--out is empty: name a folder (default dexar-out)');
+  const info = await lstat(out).catch(() => undefined);
+  if (info && !info.isDirectory()) {
+    throw new DexarError('invalid-options', `--out ${out} is not a folder: name a new folder or an earlier output`);
+  }
+  const foreign = info ? await foreignEntry(out).catch((error) => Promise.reject(outputError(out, error))) : undefined;
+  if (foreign !== undefined) {
+    throw new DexarError(
+      'invalid-options',
+      `--out ${out} holds files dexar did not write (${foreign}): name a new or empty folder, or an earlier dexar output`,
+    );
+  }
+}
+
+/**
+ * Fills a fresh hidden sibling of `out` and renames it into place, so the folder appears whole or
+ * not at all: an earlier run's output (a folder holding only dexar's files) is swapped away
+ * afterwards, an empty folder is replaced, and anything else at `out` (a file, a link, a folder
+ * with other files: the model folder, the user's own) is refused and left untouched. SIGINT and
+ * SIGTERM while writing remove the partial folder, restore the earlier output, and then end the
+ * process as the signal would have.
+ */
+export async function publishFolder<T>(out: string, fill: (dir: string) => Promise<T>): Promise<T> {
+  await checkOutputFolder(out);
+  const target = resolve(out);
+  const hidden = (kind: string) =>
+    join(dirname(target), `.${basename(target)}.dexar-${kind}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const staging = hidden('tmp');
+  const previous = hidden('old');
+  const restore = () => {
+    if (existsSync(staging)) rmSync(staging, { recursive: true, force: true });
+    if (existsSync(previous)) {
+      if (existsSync(target)) rmSync(previous, { recursive: true, force: true });
+      else renameSync(previous, target);
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    restore();
+    process.removeListener('SIGINT', onSignal).removeListener('SIGTERM', onSignal);
+    process.kill(process.pid, signal);
+  };
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  try {
+    await mkdir(staging, { recursive: true }).catch((error) => Promise.reject(outputError(out, error)));
+    const value = await fill(staging);
+    await checkOutputFolder(out); // again: nothing foreign may have arrived while the files were made
+    const hasFiles = (await readdir(target).catch(() => [])).length > 0;
+    try {
+      if (hasFiles) await rename(target, previous);
+      await rename(staging, target);
+    } catch (error) {
+      throw outputError(out, error);
+    }
+    await rm(previous, { recursive: true, force: true });
+    return value;
+  } catch (error) {
+    restore();
+    throw error;
+  } finally {
+    process.removeListener('SIGINT', onSignal).removeListener('SIGTERM', onSignal);
+  }
 }
 
 async function displayImage(image: RgbaImage): Promise<RgbaImage> {

@@ -7,7 +7,15 @@ import {
   type ProgressCallback,
   type Session,
 } from '@dexar/core';
-import { buildExplainGraph, explainCacheKeyFromDigest, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
+import {
+  buildExplainGraph,
+  explainCacheKeyFromDigest,
+  isSealedExplainGraph,
+  OnnxGraphError,
+  readModel,
+  sealExplainGraph,
+  writeModel,
+} from '@dexar/onnx-graph';
 
 /** What an explain graph is built for (with the decoder's digest, its cache key). */
 export interface ExplainGraphOptions {
@@ -26,9 +34,11 @@ export async function graphDigest(folder: ModelFolder, path: string): Promise<Ui
 }
 
 /**
- * The explain graph's session: cached beside the decoder as `<decoder>.dexar-<key>.onnx` (so
- * external weights resolve), keyed by the decoder's digest and the options; a missing, stale or
- * unreadable cache file is rebuilt and written.
+ * The explain graph's session: cached as `<decoder>.dexar-<key>.onnx` (beside the decoder, so
+ * external weights resolve; the folder decides where when it is read-only), keyed by the
+ * decoder's digest and the options and sealed with that key and its digest. A cache file that is
+ * missing, unreadable, not sealed for this key (a foreign graph, one built with other options) or
+ * changed since is rebuilt and written; nothing unsealed is ever loaded.
  */
 export async function openExplainGraph(o: {
   backend: Backend;
@@ -44,9 +54,12 @@ export async function openExplainGraph(o: {
   const key = await explainCacheKeyFromDigest(o.digest, graphOptions);
   const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
   if (await folder.exists(path)) {
-    onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
-    const cached = await backend.createSession(folder, path).catch(() => undefined);
-    if (cached) return { session: cached, key, path };
+    const bytes = await folder.readBytes(path).catch(() => undefined);
+    if (bytes && (await isSealedExplainGraph(bytes, key))) {
+      onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
+      const cached = await backend.createSession(folder, path).catch(() => undefined);
+      if (cached) return { session: cached, key, path };
+    }
   }
   const { layers, compat, positionLens } = options;
   onProgress?.({
@@ -55,7 +68,8 @@ export async function openExplainGraph(o: {
   });
   let bytes: Uint8Array;
   try {
-    bytes = writeModel(buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), graphOptions).model);
+    const graph = buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), graphOptions);
+    bytes = await sealExplainGraph(writeModel(graph.model), key);
   } catch (error) {
     // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
     if (error instanceof OnnxGraphError) {

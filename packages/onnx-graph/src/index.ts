@@ -6,6 +6,7 @@
 
 export { buildGradient, type GradientRequest } from './autodiff/gradient.js';
 export { ruleFor, supportedOps, VJP_RULES, type VjpContext, type VjpRule } from './autodiff/rules.js';
+export { isSealedExplainGraph, sealExplainGraph } from './cache-record.js';
 export {
   AutodiffError,
   ExternalDataError,

@@ -1,3 +1,3 @@
 export { type NodeBackendOptions, nodeBackend } from './backend.js';
-export { NodeModelFolder, openModelFolder, type Variant, writeAtomically } from './folder.js';
+export { NodeModelFolder, openModelFolder, userCacheDirectory, type Variant, writeAtomically } from './folder.js';
 export { decodeImage, encodePng, resizeImage } from './image.js';

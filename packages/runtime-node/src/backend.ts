@@ -1,5 +1,6 @@
 import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
 import * as ort from 'onnxruntime-node';
+import { checkRegularFile } from './files.js';
 import { NodeModelFolder } from './folder.js';
 import { decodeImage, resizeImage } from './image.js';
 
@@ -46,6 +47,8 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           `${file} is missing: the model folder needs onnx/ graphs in the transformers.js layout`,
         );
       }
+      // ONNX Runtime would read a device or FIFO forever: only a regular graph file within the limit reaches it
+      await checkRegularFile(file, NodeModelFolder.limitOf(path));
       try {
         const session = await ort.InferenceSession.create(file, {
           executionProviders: [executionProvider],

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { access, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { DexarError, type ModelFolder } from '@dexar/core';
+import { checkRegularFile, FILE_LIMITS, type ReadLimit, readRegularFile } from './files.js';
 
 /** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (`decoder_model_merged_fp16.onnx`). */
 export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
@@ -61,11 +62,19 @@ export class NodeModelFolder implements ModelFolder {
     );
   }
 
+  /** The limit on a file of the folder: an ONNX graph's protobuf bound, else that of a model text file. */
+  static limitOf(path: string): ReadLimit {
+    return path.endsWith('.onnx')
+      ? { maxBytes: FILE_LIMITS.graph, what: 'ONNX graph' }
+      : { maxBytes: FILE_LIMITS.modelText, what: 'model file' };
+  }
+
   async readBytes(path: string): Promise<Uint8Array> {
     const file = this.filePath(path);
     try {
-      return new Uint8Array(await readFile(file));
+      return await readRegularFile(file, NodeModelFolder.limitOf(path));
     } catch (error) {
+      if (error instanceof DexarError) throw error;
       throw new DexarError(
         'missing-file',
         `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error} (is ${this.location} a complete model folder${this.variant === 'fp32' ? '' : ` with the ${this.variant} variant`}?)`,
@@ -77,6 +86,7 @@ export class NodeModelFolder implements ModelFolder {
   /** Streams the file through SHA-256: a multi-gigabyte decoder is never held in memory to key its cache. */
   async sha256(path: string): Promise<Uint8Array> {
     const hash = createHash('sha256');
+    await checkRegularFile(this.filePath(path), NodeModelFolder.limitOf(path));
     for await (const chunk of createReadStream(this.filePath(path))) hash.update(chunk as Buffer);
     return new Uint8Array(hash.digest());
   }

@@ -7,8 +7,11 @@ import { encodePng, resizeImage } from '@dexar/runtime-node';
 import sharp from 'sharp';
 import { reportHtml } from './report.js';
 
-/** Overlays are drawn at least this large on their longer side, so 64 px inputs stay readable. */
-const MIN_DISPLAY = 384;
+/**
+ * Overlays are drawn with their longer side between these: 64 px inputs stay readable, and a
+ * photo's report stays small (each token embeds two overlays).
+ */
+export const DISPLAY_SIDE = { min: 384, max: 512 } as const;
 const TILE = 160;
 
 export interface Written {
@@ -39,14 +42,13 @@ async function writeExplanation(dir: string, result: Explanation, image: RgbaIma
   const sentence = await overlay(result.sentenceHeatmap);
   const sentenceUnfiltered = await overlay(result.sentenceHeatmapUnfiltered);
   await write('sentence.png', sentence);
-  const tokens = await Promise.all(
-    result.tokens.map(async (token, n) => ({
-      name: `tokens/${String(n).padStart(2, '0')}-${safeName(token)}.png`,
-      filtered: await overlay(result.perTokenHeatmaps[n]),
-      unfiltered: await overlay(result.perTokenHeatmapsUnfiltered[n]),
-    })),
-  );
-  for (const t of tokens) await write(t.name, t.filtered);
+  // one token at a time: only the encoded PNGs of the display-sized overlays stay in memory
+  const tokens: { filtered: Uint8Array; unfiltered: Uint8Array }[] = [];
+  for (const [n, token] of result.tokens.entries()) {
+    const filtered = await overlay(result.perTokenHeatmaps[n]);
+    await write(`tokens/${String(n).padStart(2, '0')}-${safeName(token)}.png`, filtered);
+    tokens.push({ filtered, unfiltered: await overlay(result.perTokenHeatmapsUnfiltered[n]) });
+  }
   await write(
     'grid.png',
     await contactSheet(
@@ -60,7 +62,7 @@ async function writeExplanation(dir: string, result: Explanation, image: RgbaIma
     reportHtml(result, {
       image: await encodePng(display),
       sentence: { filtered: sentence, unfiltered: sentenceUnfiltered },
-      tokens: tokens.map((t) => ({ filtered: t.filtered, unfiltered: t.unfiltered })),
+      tokens,
     }),
   );
   return { files };
@@ -173,8 +175,9 @@ export async function publishFolder<T>(out: string, fill: (dir: string) => Promi
 
 async function displayImage(image: RgbaImage): Promise<RgbaImage> {
   const long = Math.max(image.width, image.height);
-  if (long >= MIN_DISPLAY) return image;
-  const scale = MIN_DISPLAY / long;
+  const side = Math.min(Math.max(long, DISPLAY_SIDE.min), DISPLAY_SIDE.max);
+  if (side === long) return image;
+  const scale = side / long;
   return resizeImage(image, Math.round(image.width * scale), Math.round(image.height * scale), 'bilinear');
 }
 

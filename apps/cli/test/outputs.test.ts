@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { publishFolder } from '../src/outputs.js';
+import { DISPLAY_SIDE, publishFolder } from '../src/outputs.js';
 import { dexar, expectUsageError, llavaTiny, root } from './helpers.js';
 
 /** An earlier run's output with two token maps. */
@@ -88,5 +89,29 @@ describe('output folders', () => {
       /holds files dexar did not write \(.+\): name a new or empty folder/,
     );
     expect((await readdir(model)).sort()).toEqual(before);
+  });
+
+  it('draws the overlays of a photo at a bounded size, so its report stays small', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dexar-photo-'));
+    const noise = { type: 'gaussian', mean: 128, sigma: 40 } as const;
+    await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080', noise } })
+      .png()
+      .toFile(join(dir, 'photo.png'));
+    const run = await dexar(
+      'explain',
+      '--model',
+      llavaTiny,
+      '--image',
+      join(dir, 'photo.png'),
+      '--target',
+      'a red circle',
+      '--out',
+      join(dir, 'out'),
+      '--quiet',
+    );
+    expect(run.stderr).toBe('');
+    const sentence = await sharp(join(dir, 'out/sentence.png')).metadata();
+    expect(Math.max(sentence.width ?? 0, sentence.height ?? 0)).toBe(DISPLAY_SIDE.max);
+    expect((await stat(join(dir, 'out/report.html'))).size).toBeLessThan(8 * 1024 * 1024);
   });
 });

@@ -13,6 +13,7 @@ export {
 } from './adapter.js';
 export { aggregate, type DexarMaps, type GradientRows } from './aggregate.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
+export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
 export { resample } from './image/resample.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';
 export {

@@ -139,7 +139,7 @@ describe('edge cases', () => {
   it('rejects a layer index beyond the layer count with a clear error', () => {
     const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]], 4);
     expect(() => aggregate(gradients, layout, { layerIndex: 4 })).toThrowError(
-      /layer index 4 is out of range for a model with 4 layers: use a value from -4 to 3/,
+      /layer index 4 is out of range for a model with 4 layers: use a value below 4 \(negative values count from the end, and below -4 start at layer 0\)/,
     );
     try {
       aggregate(gradients, layout, { layerIndex: 7 });

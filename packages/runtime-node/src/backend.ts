@@ -7,7 +7,7 @@ import { decodeImage, resizeImage } from './image.js';
 export interface NodeBackendOptions {
   /** `cpu` (default) or `cuda`; CUDA fails with a clear error where its binaries are absent. */
   executionProvider?: 'cpu' | 'cuda';
-  /** Intra-op threads; ONNX Runtime's default (one per core) when left out. */
+  /** Intra-op threads (1 to `MAX_THREADS`); ONNX Runtime's default (one per core) when left out. */
   threads?: number;
 }
 
@@ -30,9 +30,21 @@ export function runtimeMessage(error: unknown): string {
     .trim();
 }
 
+/** Intra-op threads a backend accepts: each has its own arena, and ONNX Runtime gains nothing past the cores. */
+export const MAX_THREADS = 256;
+
 /** The Node backend: ONNX Runtime sessions from model folders on disk, sharp for images. */
 export function nodeBackend(options: NodeBackendOptions = {}): Backend {
   const executionProvider = options.executionProvider ?? 'cpu';
+  if (
+    options.threads !== undefined &&
+    !(Number.isInteger(options.threads) && options.threads >= 1 && options.threads <= MAX_THREADS)
+  ) {
+    throw new DexarError(
+      'invalid-options',
+      `threads must be an integer from 1 to ${MAX_THREADS}, got ${options.threads}: use at most the machine's cores`,
+    );
+  }
   quietOnnxRuntime();
   return {
     name: `onnxruntime-node (${executionProvider})`,

@@ -43,6 +43,9 @@ async function huggingFaceSnapshot(source: string): Promise<string> {
   return snapshot;
 }
 
+/** A parsed config file, damaged in place by the tests. */
+type Config = Record<string, Record<string, unknown>>;
+
 const oneLine = (stderr: string) => expect(stderr.trim().split('\n')).toHaveLength(1);
 
 describe('model folders made of links', () => {
@@ -121,5 +124,24 @@ describe('only regular files are read, within their limits, never echoed', () =>
     run = await dexar('explain', '--model', model, '--quiet');
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/tokenizer\.json is not valid JSON \(it is empty\)/);
+  });
+
+  it.each([
+    ['config.json', (c: Config) => (c.text_config.num_hidden_layers = 1e9), /num_hidden_layers is 1000000000/],
+    [
+      'config.json',
+      (c: Config) => (c.vision_config.image_size = 65),
+      /image_size \(65\) does not divide by patch_size \(8\)/,
+    ],
+    ['preprocessor_config.json', (c: Config) => (c.size.shortest_edge = 1e9), /size\.shortest_edge is 1000000000/],
+  ])('refuses a %s with an impossible size before allocating for it', async (file, damage, message) => {
+    const model = await modelCopy();
+    const config = JSON.parse(await readFile(join(model, file), 'utf8'));
+    damage(config);
+    await writeFile(join(model, file), JSON.stringify(config));
+    const run = await dexar('explain', '--model', model, '--quiet');
+    expect(run.code).toBe(2);
+    oneLine(run.stderr);
+    expect(run.stderr).toMatch(message);
   });
 });

@@ -166,6 +166,14 @@ describe('edge cases', () => {
     expect(() => aggregate(gradients, layout, { compat: 'nope' as 'paper' })).toThrowError(/compat/);
   });
 
+  it('refuses a topK above the image token count before allocating for it', () => {
+    const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
+    const N = layout.imageKeys.end - layout.imageKeys.start;
+    expect(() => aggregate(gradients, layout, { topK: 1e9 })).toThrowError(
+      new RegExp(`topK 1000000000 is more than the ${N} image tokens: use a value from 1 to ${N}`),
+    );
+  });
+
   it('rejects a layout whose grid does not match the image keys', () => {
     const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
     expect(() => aggregate(gradients, { ...layout, grid: { height: 3, width: 3 } }, { layerIndex: 0 })).toThrowError(

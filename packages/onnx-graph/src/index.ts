@@ -54,6 +54,7 @@ export {
   tensorType,
 } from './graph/passes.js';
 export { ShapeInference, type TensorInfo } from './graph/shapes.js';
+export { MAX_ELEMENTS, MAX_RANK, validateGraph } from './graph/validate.js';
 export {
   assertUnfusedAttention,
   type DecoderHooks,

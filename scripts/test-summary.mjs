@@ -16,6 +16,8 @@ export function summarize(report, root = process.cwd()) {
   const reasons = failedFiles.map(
     (file) => `${relative(root, file.name)} did not run: ${(file.message || 'unknown error').trim().split('\n')[0]}`,
   );
+  // an error outside any test (an unhandled rejection, a worker timeout) fails the run without failing a test
+  if (!report.success && failed === 0) reasons.push('vitest reported an error outside the tests, see above');
   const line = `tests: ${report.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}${
     reasons.length ? ` (${reasons.join('; ')})` : ''
   }`;

@@ -37,3 +37,10 @@ it('counts a failed test once, not again as a failed file', () => {
     'tests: 2 passed, 1 failed',
   );
 });
+
+it('says so when vitest failed the run outside any test', () => {
+  expect(summarize(report([passing], { success: false }), '/repo')).toEqual({
+    line: 'tests: 2 passed, 0 failed (vitest reported an error outside the tests, see above)',
+    ok: false,
+  });
+});

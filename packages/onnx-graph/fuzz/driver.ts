@@ -30,7 +30,7 @@ export interface FuzzSummary {
   peakRssMiB: number;
 }
 
-export function runFuzz(options: { seed: string; cases: number; hangMs?: number }): FuzzSummary {
+export async function runFuzz(options: { seed: string; cases: number; hangMs?: number }): Promise<FuzzSummary> {
   const base = new Uint8Array(readFileSync(BASE_MODEL));
   const hangMs = options.hangMs ?? 5000;
   const summary: FuzzSummary = {
@@ -44,6 +44,8 @@ export function runFuzz(options: { seed: string; cases: number; hangMs?: number 
     peakRssMiB: 0,
   };
   for (let index = 0; index < options.cases; index++) {
+    // between cases, let the event loop run (a test runner's worker answers its heartbeats)
+    await new Promise((resolve) => setImmediate(resolve));
     const start = performance.now();
     try {
       const { bytes } = mutatedModel(base, options.seed, index);

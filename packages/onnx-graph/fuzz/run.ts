@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { runFuzz, summaryLine } from './driver.js';
 
 const { values } = parseArgs({ options: { seed: { type: 'string' }, cases: { type: 'string' } } });
-const summary = runFuzz({ seed: values.seed ?? 'dexar-fuzz', cases: Number(values.cases ?? 10_000) });
+const summary = await runFuzz({ seed: values.seed ?? 'dexar-fuzz', cases: Number(values.cases ?? 10_000) });
 console.log(summaryLine(summary));
 for (const line of summary.untyped.slice(0, 20)) console.log(`untyped: ${line}`);
 process.exitCode = summary.untyped.length === 0 && summary.hangs === 0 ? 0 : 1;

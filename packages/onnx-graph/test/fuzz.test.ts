@@ -7,8 +7,8 @@ import { runFuzz, summaryLine } from '../fuzz/driver.js';
  * stay bounded; a crash fails the file. Case times are reported, not asserted (no wall-clock
  * limits in unit tests): `pnpm fuzz` runs 10,000 cases and fails on any case over 5 s.
  */
-it('reads, builds and writes 2,000 mutated decoders with typed errors only', () => {
-  const summary = runFuzz({ seed: 'ci', cases: 2000 });
+it('reads, builds and writes 2,000 mutated decoders with typed errors only', async () => {
+  const summary = await runFuzz({ seed: 'ci', cases: 2000 });
   console.log(summaryLine(summary));
   expect(summary.untyped).toEqual([]);
   expect(summary.built).toBeGreaterThan(0);

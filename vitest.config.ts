@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 // One run over every package and app; each folder is a project with its own tests.
 export default defineConfig({
   test: {
-    projects: ['packages/*/vitest.config.ts', 'apps/*/vitest.config.ts'],
+    globalSetup: ['scripts/test-environment.ts'],
+    projects: ['packages/*/vitest.config.ts', 'apps/*/vitest.config.ts', 'scripts/vitest.config.ts'],
   },
 });

@@ -18,10 +18,37 @@ export function joinNegativeValues(argv: readonly string[], options: Record<stri
   return out;
 }
 
-export function integer(name: string, value: string | undefined, help: string): number | undefined {
+/** An integer option within `[min, max]`, both safe integers: digits beyond that would lose precision or allocate without bound. */
+export function integer(
+  name: string,
+  value: string | undefined,
+  help: string,
+  range: { min: number; max: number } = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER },
+): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value)) throw usageError(`--${name} takes an integer, got ${JSON.stringify(value)}`, help);
-  return Number(value);
+  if (!/^-?\d+$/.test(value)) throw usageError(`--${name} takes an integer, got ${quoted(value)}`, help);
+  const number = Number(value);
+  if (!(number >= range.min && number <= range.max)) {
+    throw usageError(`--${name} must be from ${range.min} to ${range.max}, got ${quoted(value)}`, help);
+  }
+  return number;
+}
+
+/** Characters a text argument (prompt, target) may have; the model's context bounds its tokens further. */
+export const MAX_TEXT_CHARS = 65_536;
+
+/** An argument quoted for a one-line message, shortened: a 30,000-character value must not flood the terminal. */
+export const quoted = (value: string) => JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+
+/** A text argument within `MAX_TEXT_CHARS`, refused before any model sees it. */
+export function text(name: string, value: string | undefined, help: string): string | undefined {
+  if (value !== undefined && value.length > MAX_TEXT_CHARS) {
+    throw usageError(
+      `--${name} is ${value.length} characters, over the ${MAX_TEXT_CHARS} limit: shorten it (--${name}-file takes the same limit)`,
+      help,
+    );
+  }
+  return value;
 }
 
 /**

@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util';
+import { DexarError } from '@dexar/core';
 import { methodFor, withMethod } from '@dexar/eval';
-import { integer, joinNegativeValues, reportFailure, usageError } from './args.js';
+import { MAX_THREADS, readRegularFile } from '@dexar/runtime-node';
+import { integer, joinNegativeValues, MAX_TEXT_CHARS, quoted, reportFailure, text, usageError } from './args.js';
 import { builtin } from './builtin.js';
 import { evalMain } from './eval.js';
 import { loadImage, openExplainer } from './library.js';
-import { writeOutputs } from './outputs.js';
+import { checkOutputFolder, writeOutputs } from './outputs.js';
 import { stderrProgress } from './progress.js';
 
 const USAGE = `usage: dexar <command> [options]
@@ -21,7 +23,9 @@ options:
   --variant NAME        graph variant by file-name suffix: fp32 (default), fp16, q4, q8, quantized
   --image FILE          PNG, JPEG or WebP; default: the built-in example
   --prompt TEXT         prompt holding the image placeholder; default: "USER: <image>\\nDescribe the image. ASSISTANT:"
+  --prompt-file FILE    read the prompt from a UTF-8 file instead
   --target TEXT         explain this text (teacher forcing) instead of the generated answer
+  --target-file FILE    read the target from a UTF-8 file instead
   --max-new-tokens N    generation limit (default 32)
   --layer-index I       first layer used, negative from the end (default -10)
   --top-k K             head score: mean of the top-k gradients (default 1)
@@ -34,7 +38,7 @@ options:
   --out DIR             output folder (default dexar-out)
   --json                print the result JSON on stdout and nothing else there
   --device D            cpu (default) or cuda
-  --threads N           ONNX Runtime intra-op threads
+  --threads N           ONNX Runtime intra-op threads (1 to 256)
   --quiet               no progress on stderr
   --debug               show stack traces
   -h, --help            this help`;
@@ -44,7 +48,9 @@ const options = {
   variant: { type: 'string' },
   image: { type: 'string' },
   prompt: { type: 'string' },
+  'prompt-file': { type: 'string' },
   target: { type: 'string' },
+  'target-file': { type: 'string' },
   'max-new-tokens': { type: 'string' },
   'layer-index': { type: 'string' },
   'top-k': { type: 'string' },
@@ -66,8 +72,25 @@ const HELP = 'dexar --help';
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T | undefined {
   if (value === undefined) return undefined;
   if (!allowed.includes(value as T))
-    throw usageError(`--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`, HELP);
+    throw usageError(`--${name} must be one of ${allowed.join(', ')}, got ${quoted(value)}`, HELP);
   return value as T;
+}
+
+/** `--NAME TEXT` or `--NAME-file FILE` (not both), within the text limit. */
+async function textOption(values: Record<string, unknown>, name: 'prompt' | 'target'): Promise<string | undefined> {
+  const inline = values[name] as string | undefined;
+  const file = values[`${name}-file`] as string | undefined;
+  if (file === undefined) return text(name, inline, HELP);
+  if (inline !== undefined) throw usageError(`give --${name} or --${name}-file, not both`, HELP);
+  const bytes = await readRegularFile(file, {
+    maxBytes: 4 * MAX_TEXT_CHARS,
+    what: `--${name}-file`,
+    code: 'invalid-options',
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error instanceof DexarError) throw error;
+    throw usageError(`cannot read --${name}-file ${file}: ${error.code ?? error.message}`, HELP);
+  });
+  return text(name, new TextDecoder().decode(bytes), HELP);
 }
 
 /** Runs the CLI; returns the exit code (0 ok, 1 runtime error, 2 usage error). */
@@ -94,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
       );
     }
     const executionProvider = oneOf('device', values.device, ['cpu', 'cuda'] as const);
-    const threads = integer('threads', values.threads, HELP);
+    const threads = integer('threads', values.threads, HELP, { min: 1, max: MAX_THREADS });
     const variant = oneOf('variant', values.variant, [
       'fp32',
       'fp16',
@@ -107,17 +130,21 @@ export async function main(argv: string[]): Promise<number> {
       'q4f16',
     ] as const);
     const layerIndex = integer('layer-index', values['layer-index'], HELP);
-    const topK = integer('top-k', values['top-k'], HELP);
-    const maxNewTokens = integer('max-new-tokens', values['max-new-tokens'], HELP);
+    const topK = integer('top-k', values['top-k'], HELP, { min: 1, max: Number.MAX_SAFE_INTEGER });
+    const maxNewTokens = integer('max-new-tokens', values['max-new-tokens'], HELP, { min: 1, max: MAX_TEXT_CHARS });
+    const promptText = await textOption(values, 'prompt');
+    const target = await textOption(values, 'target');
     const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
     const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
     const positionLens = values.method !== undefined && methodFor(values.method).needsPositionLens === true;
+    const out = values.out ?? 'dexar-out';
+    if (command === 'explain') await checkOutputFolder(out);
     const onProgress = stderrProgress(!values.quiet);
     const explainer = await openExplainer({
       ...(values.model ? { model: values.model } : {}),
       ...(variant ? { variant } : {}),
       ...(executionProvider ? { executionProvider } : {}),
-      ...(threads ? { threads } : {}),
+      ...(threads !== undefined ? { threads } : {}),
       onProgress,
     });
     try {
@@ -130,19 +157,19 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       const image = await loadImage(values.image ?? builtin.exampleImage);
-      const prompt = values.prompt ?? builtin.prompt;
+      const prompt = promptText ?? builtin.prompt;
       if (command === 'generate') {
         const answer = await explainer.generate(image, {
           prompt,
-          ...(maxNewTokens ? { maxNewTokens } : {}),
+          ...(maxNewTokens !== undefined ? { maxNewTokens } : {}),
         });
         process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : `${answer.text}\n`);
         return 0;
       }
       const result = await explainer.explain(image, {
         prompt,
-        ...(values.target !== undefined ? { target: values.target } : {}),
-        ...(maxNewTokens ? { maxNewTokens } : {}),
+        ...(target !== undefined ? { target } : {}),
+        ...(maxNewTokens !== undefined ? { maxNewTokens } : {}),
         ...(layerIndex !== undefined ? { layerIndex } : {}),
         ...(topK !== undefined ? { topK } : {}),
         ...(compat ? { compat } : {}),
@@ -152,7 +179,6 @@ export async function main(argv: string[]): Promise<number> {
       });
       const explained =
         values.method && values.method !== 'dexar' ? withMethod(result, values.method, values.raw ?? false) : result;
-      const out = values.out ?? 'dexar-out';
       const written = await writeOutputs(out, explained, image);
       if (values.json) {
         process.stdout.write(`${JSON.stringify(explained)}\n`);

@@ -1,10 +1,17 @@
-import { readFile } from 'node:fs/promises';
 import { florence2Adapter } from '@dexar/adapter-florence2';
 import { llavaAdapter } from '@dexar/adapter-llava';
 import { paligemmaAdapter } from '@dexar/adapter-paligemma';
 import { DexarError, type Explanation, type ProgressCallback, type RgbaImage } from '@dexar/core';
 import { Explainer, type ExplainRequest, type GenerateRequest, type Generation } from '@dexar/explain';
-import { decodeImage, type NodeBackendOptions, nodeBackend, openModelFolder, type Variant } from '@dexar/runtime-node';
+import {
+  decodeImage,
+  FILE_LIMITS,
+  type NodeBackendOptions,
+  nodeBackend,
+  openModelFolder,
+  readRegularFile,
+  type Variant,
+} from '@dexar/runtime-node';
 import { builtin } from './builtin.js';
 
 /** Adapters the CLI and library load; importing a package registers it. */
@@ -33,13 +40,18 @@ export async function openExplainer(options: NodeOptions = {}): Promise<Explaine
 /** Reads and decodes an image file (PNG, JPEG, WebP; EXIF orientation applied). */
 export async function loadImage(image: string | Uint8Array): Promise<RgbaImage> {
   if (typeof image !== 'string') return decodeImage(image);
-  const bytes = await readFile(image).catch((error: NodeJS.ErrnoException) => {
+  const bytes = await readRegularFile(image, {
+    maxBytes: FILE_LIMITS.image,
+    what: 'image',
+    code: 'unreadable-image',
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error instanceof DexarError) throw error;
     throw new DexarError(
       'unreadable-image',
       `cannot read image ${image}: ${error.code ?? error.message} (give a path to a PNG, JPEG or WebP file)`,
     );
   });
-  return decodeImage(new Uint8Array(bytes));
+  return decodeImage(bytes);
 }
 
 type Input = { image?: string | Uint8Array };

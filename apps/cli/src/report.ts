@@ -7,8 +7,20 @@ interface Overlays {
 }
 
 const dataUrl = (png: Uint8Array) => `data:image/png;base64,${Buffer.from(png).toString('base64')}`;
-const escapeHtml = (text: string) =>
-  text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c] ?? c);
+/** Text from the model folder, prompt, target or result, inert in element content and quoted attributes. */
+const escapeHtml = (text: string | number) =>
+  String(text).replace(
+    /[<>&"']/g,
+    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+  );
+
+/**
+ * JSON that stays data inside a `<script>` element: `<`, `>` and `&` as \u escapes, so no string
+ * (a tokenizer piece `</script><script>...`) can close the element or open a comment, and the
+ * line separators older engines reject in string literals likewise.
+ */
+const scriptJson = (value: unknown) =>
+  JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 /**
  * One self-contained HTML file: the answer with each token shaded by its
@@ -40,14 +52,14 @@ background:rgba(209,73,91,var(--w))}
 .meta{color:#666;font-size:.9rem}
 </style></head><body>
 <h1>dexar</h1>
-<p class="meta">${escapeHtml(result.model?.family ?? '')} · method ${escapeHtml(result.method)} · compat ${result.options.compat} · layers ${result.layersUsed[0]}–${result.layersUsed.at(-1)} · top-k ${result.options.topK}</p>
+<p class="meta">${escapeHtml(result.model?.family ?? '')} · method ${escapeHtml(result.method)} · compat ${escapeHtml(result.options.compat)} · layers ${escapeHtml(result.layersUsed[0] ?? '')}–${escapeHtml(result.layersUsed.at(-1) ?? '')} · top-k ${escapeHtml(result.options.topK)}</p>
 <p><strong>Prompt:</strong> ${escapeHtml(result.prompt ?? '')}</p>
 <p id="answer"><strong>Answer</strong> (shaded by token weight δ; hover or click a token): ${tokens}</p>
 <p><label><input type="checkbox" id="unfiltered"> unfiltered maps (no head filtering)</label> · <span id="showing">sentence map</span></p>
 <div class="view"><img id="overlay" alt="heatmap overlay"><img src="${dataUrl(overlays.image)}" alt="input image"></div>
 <script>
-const maps = ${JSON.stringify(maps)};
-const tokens = ${JSON.stringify(result.tokens)};
+const maps = ${scriptJson(maps)};
+const tokens = ${scriptJson(result.tokens)};
 let selected = null;
 const img = document.getElementById('overlay'), toggle = document.getElementById('unfiltered'), showing = document.getElementById('showing');
 function show(n) {

@@ -85,12 +85,13 @@ function maxAbsDiff(a: unknown, b: unknown, path = ''): number {
 }
 
 beforeAll(async () => {
+  // First, so a machine without Chromium fails at once with the one line saying what to install.
+  browser = await launchChromium();
   await buildIfMissing();
   manifest = JSON.parse(readFileSync(join(distDir, 'builtin/manifest.json'), 'utf8'));
   nodeResult = runCli(manifest);
   nodeResult.catch(() => {});
   server = await serve(distDir);
-  browser = await launchChromium();
   page = await browser.context.newPage();
   browser.context.on('request', (r) => requests.push(r.url()));
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));

@@ -1,4 +1,4 @@
-import { type ModelFolder, readJson } from '@dexar/core';
+import { checkConfigLimits, type ModelFolder, readJson } from '@dexar/core';
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { z } from 'zod';
 import { parseConfig } from './config.js';
@@ -23,10 +23,13 @@ export async function readModelFiles<CS extends z.ZodType, PS extends z.ZodType>
   schemas: { config: CS; configExpected: string; preprocessor: PS; preprocessorExpected: string },
 ): Promise<ModelFiles<z.output<CS>, z.output<PS>>> {
   const config = parseConfig(schemas.config, rawConfig, `${folder.location}/config.json`, schemas.configExpected);
+  const preprocessorFile = `${folder.location}/preprocessor_config.json`;
+  const rawPreprocessor = await readJson(folder, 'preprocessor_config.json');
+  checkConfigLimits(rawPreprocessor, preprocessorFile);
   const preprocessor = parseConfig(
     schemas.preprocessor,
-    await readJson(folder, 'preprocessor_config.json'),
-    `${folder.location}/preprocessor_config.json`,
+    rawPreprocessor,
+    preprocessorFile,
     schemas.preprocessorExpected,
   );
   const generation = (await folder.exists('generation_config.json'))

@@ -1,3 +1,4 @@
+import { checkConfigLimits } from './config-limits.js';
 import { DexarError } from './errors.js';
 import type { TokenLayout } from './layout.js';
 import type { Compat } from './options.js';
@@ -135,6 +136,7 @@ export function registeredFamilies(): string[] {
 
 /** The adapter for a parsed `config.json`, or a clear error listing what is supported. */
 export function adapterFor(config: unknown, location: string): ModelAdapter {
+  checkConfigLimits(config, `${location}/config.json`);
   const modelType = (config as { model_type?: unknown } | null)?.model_type;
   const adapter = typeof modelType === 'string' ? adapters.get(modelType) : undefined;
   if (!adapter) {

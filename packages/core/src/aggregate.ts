@@ -87,6 +87,13 @@ export function aggregate(gradients: GradientRows, layout: TokenLayout, options:
   const headScoreText = new Float64Array(T * Lu * H);
   const headWeights = new Float64Array(T * Lu * H);
   const tokenWeights = new Float64Array(T);
+  if (opts.topK > N) {
+    // the authors' torch.topk refuses it too; a huge k would also allocate k slots here
+    throw new DexarError(
+      'invalid-options',
+      `topK ${opts.topK} is more than the ${N} image tokens: use a value from 1 to ${N}`,
+    );
+  }
   const top = new TopK(opts.topK);
   let globalMin = Number.POSITIVE_INFINITY;
   let globalMax = Number.NEGATIVE_INFINITY;

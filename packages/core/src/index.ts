@@ -12,7 +12,9 @@ export {
   type ScoreBatch,
 } from './adapter.js';
 export { aggregate, type DexarMaps, type GradientRows } from './aggregate.js';
+export { checkConfigLimits } from './config-limits.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
+export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
 export { resample } from './image/resample.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';
 export {

@@ -40,7 +40,7 @@ export function layersUsed(layerIndex: number, numLayers: number): number[] {
   if (start >= numLayers) {
     throw new DexarError(
       'layer-out-of-range',
-      `layer index ${layerIndex} is out of range for a model with ${numLayers} layers: use a value from ${-numLayers} to ${numLayers - 1}`,
+      `layer index ${layerIndex} is out of range for a model with ${numLayers} layers: use a value below ${numLayers} (negative values count from the end, and below ${-numLayers} start at layer 0)`,
     );
   }
   return Array.from({ length: numLayers - start }, (_, i) => start + i);

@@ -1,3 +1,4 @@
+import { DexarError } from './errors.js';
 import type { RgbaImage } from './render/heatmap.js';
 import type { Tensor } from './tensor.js';
 
@@ -51,6 +52,29 @@ export async function readText(folder: ModelFolder, path: string): Promise<strin
   return new TextDecoder().decode(await folder.readBytes(path));
 }
 
+/**
+ * A JSON file of the folder, or a one-line error naming the file and where parsing stopped: never
+ * the parser's own message, which quotes the file's first characters (a `config.json` linked to a
+ * system file would be echoed).
+ */
 export async function readJson(folder: ModelFolder, path: string): Promise<unknown> {
-  return JSON.parse(await readText(folder, path));
+  const text = await readText(folder, path);
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    const position = /position (\d+)/.exec((error as Error).message)?.[1];
+    const message = (error as Error).message;
+    const where =
+      text.trim() === ''
+        ? 'it is empty'
+        : position
+          ? `at character ${position}`
+          : /end of JSON/.test(message)
+            ? 'it ends early'
+            : 'it is not JSON text';
+    throw new DexarError(
+      'unsupported-model',
+      `${folder.location}/${path} is not valid JSON (${where}): re-export or re-download the model`,
+    );
+  }
 }

@@ -139,7 +139,7 @@ describe('edge cases', () => {
   it('rejects a layer index beyond the layer count with a clear error', () => {
     const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]], 4);
     expect(() => aggregate(gradients, layout, { layerIndex: 4 })).toThrowError(
-      /layer index 4 is out of range for a model with 4 layers: use a value from -4 to 3/,
+      /layer index 4 is out of range for a model with 4 layers: use a value below 4 \(negative values count from the end, and below -4 start at layer 0\)/,
     );
     try {
       aggregate(gradients, layout, { layerIndex: 7 });
@@ -164,6 +164,14 @@ describe('edge cases', () => {
     const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
     expect(() => aggregate(gradients, layout, { topK: 0 })).toThrowError(/invalid DEX-AR options: topK/);
     expect(() => aggregate(gradients, layout, { compat: 'nope' as 'paper' })).toThrowError(/compat/);
+  });
+
+  it('refuses a topK above the image token count before allocating for it', () => {
+    const { gradients, layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
+    const N = layout.imageKeys.end - layout.imageKeys.start;
+    expect(() => aggregate(gradients, layout, { topK: 1e9 })).toThrowError(
+      new RegExp(`topK 1000000000 is more than the ${N} image tokens: use a value from 1 to ${N}`),
+    );
   });
 
   it('rejects a layout whose grid does not match the image keys', () => {

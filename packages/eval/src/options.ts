@@ -20,6 +20,9 @@ export function parseShard(spec: string): Shard {
   if (!m) throw invalid(`--shard takes i/N (shard i of N, 0-based, e.g. 0/4), got ${JSON.stringify(spec)}`);
   const index = Number(m[1]);
   const count = Number(m[2]);
+  if (!Number.isSafeInteger(count)) {
+    throw invalid(`--shard ${spec}: the shard count must be at most ${Number.MAX_SAFE_INTEGER} (2^53 - 1)`);
+  }
   if (count < 1 || index >= count) {
     throw invalid(
       `--shard ${spec}: shard index ${index} must be below the shard count ${count} (0-based: 0/${Math.max(count, 1)} .. ${Math.max(count, 1) - 1}/${Math.max(count, 1)})`,

@@ -143,6 +143,21 @@ export function summarize(
   return { methods, samples: new Set(records.map((r) => r.sample)).size, cells, curves, seconds };
 }
 
+const plainText = /^[\w .,:/@+-]*$/;
+
+/**
+ * Text from a records file (a group, a family), inert in Markdown: plain text as it is, anything
+ * else with line breaks flattened and every ASCII punctuation mark backslash-escaped, so no record
+ * can inject HTML, links or table cells into report.md.
+ */
+export function markdownText(text: string): string {
+  if (plainText.test(text)) return text;
+  return text.replace(/\s+/g, ' ').replace(/[!-/:-@[-`{-~]/g, (c) => `\\${c}`);
+}
+
+/** A name from a records file (a method, a model, a dataset): a code span where that is safe, else inert text. */
+export const markdownName = (name: string): string => (plainText.test(name) ? `\`${name}\`` : markdownText(name));
+
 function cell(iv: Interval | undefined, percent?: boolean): string {
   if (!iv || iv.n === 0) return 'n/a';
   const k = percent ? 100 : 1;
@@ -159,7 +174,7 @@ function table(summary: Summary, keys: readonly string[], nKey: string, nLabel: 
     ...specs.map((s) => `${s.label}${s.percent ? ' (%)' : ''} ${s.better === 'higher' ? '↑' : '↓'}`),
   ];
   const rows = summary.methods.map((m) => [
-    `\`${m}\``,
+    markdownName(m),
     String(summary.cells[m]?.[nKey]?.n ?? 0),
     ...specs.map((s) => cell(summary.cells[m]?.[s.key], s.percent)),
   ]);
@@ -207,7 +222,14 @@ export function groupTable(records: readonly SampleRecord[], order: readonly str
   for (const m of methods) {
     for (const [g, sum] of per) {
       const n = new Set(records.filter((r) => r.group === g && r.method === m).map((r) => r.sample)).size;
-      rows.push(line([`\`${m}\``, g, String(n), ...present.map((s) => cell(sum.cells[m]?.[s.key], s.percent))]));
+      rows.push(
+        line([
+          markdownName(m),
+          markdownText(g),
+          String(n),
+          ...present.map((s) => cell(sum.cells[m]?.[s.key], s.percent)),
+        ]),
+      );
     }
   }
   return [line(head), line(head.map((_, i) => (i < 2 ? '---' : '---:'))), ...rows].join('\n');
@@ -234,7 +256,7 @@ export function markdownReport(summary: Summary, notes: readonly string[] = [], 
     );
     if (hasPerturbation && hasFaith) {
       parts.push(
-        `Delta ranking over ${summary.methods.map((m) => `${summary.cells[m]?.['faithfulness.ok']?.n ?? 0}`).join(' / ')} captions (${summary.methods.join(' / ')}); methods without token weights show n/a.`,
+        `Delta ranking over ${summary.methods.map((m) => `${summary.cells[m]?.['faithfulness.ok']?.n ?? 0}`).join(' / ')} captions (${summary.methods.map(markdownText).join(' / ')}); methods without token weights show n/a.`,
       );
     }
   }
@@ -254,7 +276,7 @@ export function markdownReport(summary: Summary, notes: readonly string[] = [], 
   const timing = summary.methods
     .map((m) => {
       const s = summary.seconds[m];
-      return `| \`${m}\` | ${(s.explain * 1000).toFixed(1)} | ${(s.method * 1000).toFixed(2)} | ${(s.perturbation * 1000).toFixed(1)} | ${(s.segmentation * 1000).toFixed(1)} |`;
+      return `| ${markdownName(m)} | ${(s.explain * 1000).toFixed(1)} | ${(s.method * 1000).toFixed(2)} | ${(s.perturbation * 1000).toFixed(1)} | ${(s.segmentation * 1000).toFixed(1)} |`;
     })
     .join('\n');
   parts.push(

@@ -76,4 +76,17 @@ describe('report', () => {
     expect(table).toMatch(/\| `dexar` \| question \| 2 \| 3\.500 \[/);
     expect(groupTable(records)).toBeUndefined(); // no groups
   });
+
+  it('keeps method and group names from a records file inert in the Markdown', () => {
+    const hostile = records.map((r) => ({
+      ...r,
+      method: r.method === 'dexar' ? '<img src=x onerror=alert(1)>`|' : r.method,
+      group: r.sample === 'a' ? '<script>alert(1)</script>\n| forged | row |' : 'question',
+    }));
+    const md = markdownReport(summarize(hostile), [], groupTable(hostile));
+    expect(md).not.toMatch(/(^|[^\\])[<`|](img|script)/m);
+    expect(md).toContain('\\<img src\\=x onerror\\=alert\\(1\\)\\>\\`\\|');
+    expect(md).not.toContain('\n| forged');
+    expect(md).toContain('| `random` |');
+  });
 });

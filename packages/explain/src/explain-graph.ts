@@ -8,7 +8,15 @@ import {
   readJson,
   type Session,
 } from '@dexar/core';
-import { buildExplainGraph, explainCacheKeyFromDigest, OnnxGraphError, readModel, writeModel } from '@dexar/onnx-graph';
+import {
+  buildExplainGraph,
+  explainCacheKeyFromDigest,
+  isSealedExplainGraph,
+  OnnxGraphError,
+  readModel,
+  sealExplainGraph,
+  writeModel,
+} from '@dexar/onnx-graph';
 import { z } from 'zod';
 
 /** What an explain graph is built for (with the decoder's digest, its cache key). */
@@ -37,10 +45,12 @@ export interface OpenedExplainGraph {
 }
 
 /**
- * The explain graph's session: cached beside the decoder as `<decoder>.dexar-<key>.onnx` (so
- * external weights resolve), keyed by the decoder's digest and the options; a missing, stale or
- * unreadable cache file is rebuilt and written. Whether its answer call is causal is probed once
- * and remembered beside it (`<graph>.json`).
+ * The explain graph's session: cached as `<decoder>.dexar-<key>.onnx` (beside the decoder, so
+ * external weights resolve; the folder decides where when it is read-only), keyed by the
+ * decoder's digest and the options and sealed with that key and its digest. A cache file that is
+ * missing, unreadable, not sealed for this key (a foreign graph, one built with other options) or
+ * changed since is rebuilt and written; nothing unsealed is ever loaded. Whether its answer call
+ * is causal is probed once and remembered beside it (`<graph>.json`).
  */
 export async function openExplainGraph(o: {
   backend: Backend;
@@ -51,36 +61,10 @@ export async function openExplainGraph(o: {
   options: ExplainGraphOptions;
   onProgress?: ProgressCallback;
 }): Promise<OpenedExplainGraph> {
-  const { backend, folder, model, options, onProgress } = o;
-  const graphOptions = { ...options, attention: model.decoder.attention };
-  const key = await explainCacheKeyFromDigest(o.digest, graphOptions);
+  const { folder, model, onProgress } = o;
+  const key = await explainCacheKeyFromDigest(o.digest, { ...o.options, attention: model.decoder.attention });
   const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
-  let session: Session | undefined;
-  if (await folder.exists(path)) {
-    onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
-    session = await backend.createSession(folder, path).catch(() => undefined);
-  }
-  if (!session) {
-    const { layers, compat, positionLens } = options;
-    onProgress?.({
-      stage: 'load',
-      detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
-    });
-    let bytes: Uint8Array;
-    try {
-      bytes = writeModel(buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), graphOptions).model);
-    } catch (error) {
-      // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
-      if (error instanceof OnnxGraphError) {
-        throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
-    await folder.writeBytes(path, bytes);
-    session = await backend.createSession(folder, path);
-  }
+  const session = await explainGraphSession(o, key, path);
   const answerCallIsCausal = await probedCausality(folder, model, session, `${path.replace(/\.onnx$/, '')}.json`, key);
   if (!answerCallIsCausal) {
     onProgress?.({
@@ -89,6 +73,46 @@ export async function openExplainGraph(o: {
     });
   }
   return { session, key, path, answerCallIsCausal };
+}
+
+/** The sealed cache file's session, or a freshly built, sealed and written graph's. */
+async function explainGraphSession(
+  o: Parameters<typeof openExplainGraph>[0],
+  key: string,
+  path: string,
+): Promise<Session> {
+  const { backend, folder, model, options, onProgress } = o;
+  if (await folder.exists(path)) {
+    const bytes = await folder.readBytes(path).catch(() => undefined);
+    if (bytes && (await isSealedExplainGraph(bytes, key))) {
+      onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
+      const cached = await backend.createSession(folder, path).catch(() => undefined);
+      if (cached) return cached;
+    }
+  }
+  const { layers, compat, positionLens } = options;
+  onProgress?.({
+    stage: 'load',
+    detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
+  });
+  let bytes: Uint8Array;
+  try {
+    const graph = buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), {
+      ...options,
+      attention: model.decoder.attention,
+    });
+    bytes = await sealExplainGraph(writeModel(graph.model), key);
+  } catch (error) {
+    // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
+    if (error instanceof OnnxGraphError) {
+      throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  await folder.writeBytes(path, bytes);
+  return backend.createSession(folder, path);
 }
 
 const ProbeRecord = z.strictObject({ key: z.string(), answerCallIsCausal: z.boolean() });

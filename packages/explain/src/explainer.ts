@@ -43,6 +43,8 @@ export class Explainer {
     readonly backend: Backend,
     readonly folder: ModelFolder,
     readonly model: FamilyModel,
+    /** Positions the model's text model takes (`max_position_embeddings`), where its config gives them. */
+    private readonly contextLength: number | undefined,
     private readonly onProgress?: ProgressCallback,
   ) {}
 
@@ -51,13 +53,31 @@ export class Explainer {
     const config = await readJson(folder, 'config.json');
     const model = await adapterFor(config, folder.location).load(folder, backend, config);
     onProgress?.({ stage: 'load', detail: `${model.family}, ${model.numLayers} layers` });
-    return new Explainer(backend, folder, model, onProgress);
+    return new Explainer(backend, folder, model, contextLengthOf(config), onProgress);
+  }
+
+  /**
+   * Refuses a sequence longer than the model's context before any session runs: past it the
+   * position tables are indexed out of range, and ONNX Runtime allocates gigabytes or crashes.
+   * Decoder-only models see prompt and answer as one sequence; encoder-decoder ones each apart.
+   */
+  private checkLength(promptTokens: number, answerTokens: number, answer: string): void {
+    if (this.contextLength === undefined) return;
+    const length =
+      this.model.decoder.attention === 'self' ? promptTokens + answerTokens : Math.max(promptTokens, answerTokens);
+    if (length > this.contextLength) {
+      throw new DexarError(
+        'invalid-options',
+        `the prompt (${promptTokens} tokens with the image) and ${answer} (${answerTokens} tokens) exceed the model's context of ${this.contextLength} positions: shorten them`,
+      );
+    }
   }
 
   async generate(image: RgbaImage, request: GenerateRequest): Promise<Generation> {
     const { prompt, maxNewTokens } = parse(GenerateRequestSchema, request);
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, prompt);
+    this.checkLength(input.promptIds.length, maxNewTokens, 'the answer limit (max new tokens)');
     const tokenIds = await this.model.generate(input, maxNewTokens, this.onProgress);
     return {
       text: this.model.decode(tokenIds),
@@ -82,7 +102,11 @@ export class Explainer {
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
+    if (r.target === undefined && r.targetIds === undefined) {
+      this.checkLength(input.promptIds.length, r.maxNewTokens, 'the answer limit (max new tokens)');
+    }
     const targetIds = await this.targetOf(input, r);
+    this.checkLength(input.promptIds.length, targetIds.length, 'the target');
     const graph = await this.explainGraph({ layers, compat: options.compat, positionLens: r.positionLens });
     const runOptions = { compat: options.compat, perToken: !graph.answerCallIsCausal };
     this.onProgress?.({ stage: 'explain', done: 0, total: r.strategy === 'single' ? 1 : targetIds.length });
@@ -233,4 +257,11 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
     throw new DexarError('invalid-options', `invalid request: ${issue?.path.join('.') || 'value'}: ${issue?.message}`);
   }
   return parsed.data;
+}
+
+/** `max_position_embeddings` of the text model (`text_config`, as the VLM families nest it) or of the config itself. */
+function contextLengthOf(config: unknown): number | undefined {
+  const c = config as { max_position_embeddings?: unknown; text_config?: { max_position_embeddings?: unknown } };
+  const value = c?.text_config?.max_position_embeddings ?? c?.max_position_embeddings;
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }

@@ -6,6 +6,7 @@
 
 export { buildGradient, type GradientRequest } from './autodiff/gradient.js';
 export { ruleFor, supportedOps, VJP_RULES, type VjpContext, type VjpRule } from './autodiff/rules.js';
+export { isSealedExplainGraph, sealExplainGraph } from './cache-record.js';
 export {
   AutodiffError,
   ExternalDataError,
@@ -55,6 +56,7 @@ export {
   tensorType,
 } from './graph/passes.js';
 export { ShapeInference, type TensorInfo } from './graph/shapes.js';
+export { MAX_ELEMENTS, MAX_RANK, validateGraph } from './graph/validate.js';
 export {
   assertUnfusedAttention,
   type DecoderHooks,

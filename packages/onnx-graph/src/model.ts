@@ -1,5 +1,6 @@
 import { ExternalDataError, ModelFormatError } from './errors.js';
 import { Graph, nodeInputs } from './graph/graph.js';
+import { checkUniqueDefinitions } from './graph/validate.js';
 import { decodeModelProto, encodeModelProto } from './proto/codec.js';
 import { toNumber } from './proto/int64.js';
 import { externalDataInfo, isExternal } from './proto/tensor.js';
@@ -140,6 +141,7 @@ export function readModel(bytes: Uint8Array): OnnxModel {
 
 /** Every node input must be defined; a truncated file usually breaks this. */
 function validateReferences(model: OnnxModel): void {
+  checkUniqueDefinitions(model);
   const g = model.graph;
   const defined = new Set<string>();
   for (const t of g.proto.initializer ?? []) if (t.name) defined.add(t.name);

@@ -1,18 +1,51 @@
 import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
 import * as ort from 'onnxruntime-node';
+import { checkRegularFile } from './files.js';
 import { NodeModelFolder } from './folder.js';
 import { decodeImage, resizeImage } from './image.js';
 
 export interface NodeBackendOptions {
   /** `cpu` (default) or `cuda`; CUDA fails with a clear error where its binaries are absent. */
   executionProvider?: 'cpu' | 'cuda';
-  /** Intra-op threads; ONNX Runtime's default (one per core) when left out. */
+  /** Intra-op threads (1 to `MAX_THREADS`); ONNX Runtime's default (one per core) when left out. */
   threads?: number;
 }
+
+/**
+ * ONNX Runtime's own logger prints coloured lines on stderr for failures dexar reports itself
+ * (a missing CUDA provider library, an unloadable graph), and its telemetry writes under the
+ * user's home (warning on stderr where it cannot). Both are read when its environment starts,
+ * at the first session, so they are set before that; a user's own ORT_DISABLE_TELEMETRY wins.
+ */
+function quietOnnxRuntime(): void {
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
+  ort.env.logLevel = 'fatal';
+}
+
+/** ONNX Runtime's message without its internal source paths and function signatures, first line only. */
+export function runtimeMessage(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error))
+    .split('\n')[0]
+    .replace(/\/onnxruntime_src\/\S*:\d+ (?:[^[]*\[ONNXRuntimeError\] : \d+ : )?/g, '')
+    .trim();
+}
+
+/** Intra-op threads a backend accepts: each has its own arena, and ONNX Runtime gains nothing past the cores. */
+export const MAX_THREADS = 256;
 
 /** The Node backend: ONNX Runtime sessions from model folders on disk, sharp for images. */
 export function nodeBackend(options: NodeBackendOptions = {}): Backend {
   const executionProvider = options.executionProvider ?? 'cpu';
+  if (
+    options.threads !== undefined &&
+    !(Number.isInteger(options.threads) && options.threads >= 1 && options.threads <= MAX_THREADS)
+  ) {
+    throw new DexarError(
+      'invalid-options',
+      `threads must be an integer from 1 to ${MAX_THREADS}, got ${options.threads}: use at most the machine's cores`,
+    );
+  }
+  quietOnnxRuntime();
   return {
     name: `onnxruntime-node (${executionProvider})`,
     async createSession(folder: ModelFolder, path: string): Promise<Session> {
@@ -26,6 +59,8 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           `${file} is missing: the model folder needs onnx/ graphs in the transformers.js layout`,
         );
       }
+      // ONNX Runtime would read a device or FIFO forever: only a regular graph file within the limit reaches it
+      await checkRegularFile(file, NodeModelFolder.limitOf(path));
       try {
         const session = await ort.InferenceSession.create(file, {
           executionProviders: [executionProvider],
@@ -39,7 +74,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           release: () => session.release(),
         };
       } catch (error) {
-        const message = (error as Error).message.split('\n')[0];
+        const message = runtimeMessage(error);
         if (executionProvider === 'cuda') {
           throw new DexarError(
             'runtime',

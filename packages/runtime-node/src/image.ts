@@ -1,23 +1,40 @@
-import { DexarError, type ResizeFilter, type RgbaImage, resample } from '@dexar/core';
+import { checkImageSize, DexarError, IMAGE_LIMITS, type ResizeFilter, type RgbaImage, resample } from '@dexar/core';
 import sharp from 'sharp';
 
-/** Decodes PNG, JPEG or WebP to RGBA, applying EXIF orientation. */
+/**
+ * Decodes PNG, JPEG or WebP to RGBA, applying EXIF orientation. The declared size is checked
+ * against `IMAGE_LIMITS` from the header alone, and a larger image is reduced to the working
+ * resolution while decoding (JPEG and WebP shrink on load), so memory stays bounded.
+ */
 export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
+  const header = await sharp(bytes)
+    .metadata()
+    .catch((error: Error) => {
+      throw unreadable(error);
+    });
+  const { width = 0, height = 0 } = header;
+  checkImageSize(width, height);
   try {
-    const { data, info } = await sharp(bytes).rotate().ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    let pipeline = sharp(bytes, { limitInputPixels: IMAGE_LIMITS.maxInputPixels }).rotate();
+    const side = IMAGE_LIMITS.maxWorkingSide;
+    if (Math.max(width, height) > side) {
+      pipeline = pipeline.resize({ width: side, height: side, fit: 'inside', kernel: 'lanczos3' });
+    }
+    const { data, info } = await pipeline.ensureAlpha().raw().toBuffer({ resolveWithObject: true });
     return {
       width: info.width,
       height: info.height,
       data: new Uint8Array(data.buffer, data.byteOffset, data.length),
     };
   } catch (error) {
-    throw new DexarError(
-      'unreadable-image',
-      `cannot decode the image (${(error as Error).message}): give a PNG, JPEG or WebP file`,
-      { cause: error },
-    );
+    throw unreadable(error as Error);
   }
 }
+
+const unreadable = (error: Error) =>
+  new DexarError('unreadable-image', `cannot decode the image (${error.message}): give a PNG, JPEG or WebP file`, {
+    cause: error,
+  });
 
 /**
  * Resizes with Pillow's resampling (core's `resample`), the resize transformers' image processors

@@ -1,3 +1,4 @@
-export { type NodeBackendOptions, nodeBackend } from './backend.js';
-export { NodeModelFolder, openModelFolder, type Variant, writeAtomically } from './folder.js';
+export { MAX_THREADS, type NodeBackendOptions, nodeBackend } from './backend.js';
+export { checkRegularFile, FILE_LIMITS, type ReadLimit, readRegularFile } from './files.js';
+export { NodeModelFolder, openModelFolder, userCacheDirectory, type Variant, writeAtomically } from './folder.js';
 export { decodeImage, encodePng, resizeImage } from './image.js';

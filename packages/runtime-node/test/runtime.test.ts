@@ -1,7 +1,10 @@
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import {
@@ -13,6 +16,7 @@ import {
   writeAtomically,
 } from '../src/index.js';
 
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
 const llavaTiny = fileURLToPath(new URL('../../../fixtures/models/llava-tiny', import.meta.url));
 
 /** A 3 x 2 image: left column red, the rest blue. */
@@ -55,6 +59,68 @@ describe('images', () => {
     const big = await resizeImage(image, 6, 4, 'bicubic');
     expect([big.width, big.height, big.data.length]).toEqual([6, 4, 96]);
     expect(Array.from(big.data.subarray(0, 4))).toEqual([255, 0, 0, 255]);
+  });
+});
+
+/** A PNG that declares `width` x `height` pixels and holds none (an empty image-data chunk). */
+function pngHeader(width: number, height: number): Uint8Array {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 6, 0, 0, 0], 8); // 8-bit RGBA
+  const signature = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
+  return new Uint8Array(
+    Buffer.concat([
+      signature,
+      chunk('IHDR', ihdr),
+      chunk('IDAT', deflateSync(Buffer.alloc(0))),
+      chunk('IEND', Buffer.alloc(0)),
+    ]),
+  );
+}
+
+/** A 32-byte lossless WebP that declares `width` x `height` pixels. */
+function webpHeader(width: number, height: number): Uint8Array {
+  const bytes = Buffer.alloc(32);
+  bytes.write('RIFF', 0, 'latin1');
+  bytes.writeUInt32LE(24, 4);
+  bytes.write('WEBPVP8L', 8, 'latin1');
+  bytes.writeUInt32LE(12, 16);
+  bytes[20] = 0x2f;
+  bytes.writeUInt32LE(((width - 1) | ((height - 1) << 14)) >>> 0, 21);
+  return new Uint8Array(bytes);
+}
+
+describe('image limits', () => {
+  it('refuses images over the pixel or aspect limits from their header, before decoding', async () => {
+    await expect(decodeImage(webpHeader(16383, 16383))).rejects.toThrowError(
+      /the image is 16383 x 16383 pixels, over the 64 megapixel limit: downscale it first/,
+    );
+    await expect(decodeImage(pngHeader(16000, 16000))).rejects.toThrowError(/16000 x 16000 pixels, over the 64/);
+    const strip = await sharp(Buffer.alloc(100000 * 3), { raw: { width: 100000, height: 1, channels: 3 } })
+      .png()
+      .toBuffer();
+    await expect(decodeImage(new Uint8Array(strip))).rejects.toThrowError(
+      /100000 x 1 pixels, longer than 32 times its width or height: crop it first/,
+    );
+  });
+
+  it('decodes a photo larger than the working resolution reduced to it', async () => {
+    const noise = { type: 'gaussian', mean: 128, sigma: 40 } as const;
+    const photo = await sharp({ create: { width: 3000, height: 2400, channels: 3, background: '#808080', noise } })
+      .jpeg()
+      .toBuffer();
+    const image = await decodeImage(new Uint8Array(photo));
+    expect([image.width, image.height]).toEqual([2048, 1638]);
+    expect(image.data.length).toBe(2048 * 1638 * 4);
   });
 });
 
@@ -101,5 +167,29 @@ describe('sessions', () => {
     ).rejects.toThrowError(
       /cannot start the CUDA execution provider .*install onnxruntime-node with its CUDA binaries, or use --device cpu/,
     );
+  });
+
+  it('names an empty graph file without ONNX Runtime internal source paths', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dexar-empty-graph-'));
+    await cp(join(llavaTiny, 'config.json'), join(dir, 'config.json'));
+    await writeAtomically(join(dir, 'onnx/embed_tokens.onnx'), new Uint8Array());
+    const failure = nodeBackend().createSession(await openModelFolder(dir), 'onnx/embed_tokens.onnx');
+    await expect(failure).rejects.toThrowError(/ONNX Runtime cannot load .*embed_tokens\.onnx/);
+    await expect(failure).rejects.not.toThrowError(/onnxruntime_src|\.cc:\d/);
+  });
+
+  it('keeps ONNX Runtime silent on stderr and its telemetry out of the home folder', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'dexar-home-'));
+    const script = `
+      import { nodeBackend, openModelFolder } from ${JSON.stringify(pathToFileURL(join(packageDir, 'dist/index.js')).href)};
+      const folder = await openModelFolder(${JSON.stringify(llavaTiny)});
+      await nodeBackend({ executionProvider: 'cuda' }).createSession(folder, 'onnx/embed_tokens.onnx').catch(() => {});
+      const session = await nodeBackend().createSession(folder, 'onnx/embed_tokens.onnx');
+      await session.release();`;
+    const { stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      env: { PATH: process.env.PATH, HOME: home, TMPDIR: tmpdir() },
+    });
+    expect(stderr).toBe('');
+    expect(await readdir(home)).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import { DexarError, type ResizeFilter, type RgbaImage, resample } from '@dexar/core';
+import { checkImageSize, DexarError, type ResizeFilter, type RgbaImage, resample, workingSize } from '@dexar/core';
 import { encodePngBytes } from './png.js';
 
 type Canvas2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
@@ -23,7 +23,8 @@ function canvas(width: number, height: number): { context: Canvas2D } {
  * Decodes PNG, JPEG or WebP bytes to RGBA through the browser's decoders
  * (`createImageBitmap`), EXIF orientation applied, no colour-space
  * conversion and no premultiplication, so opaque images give the same bytes
- * as the Node path (sharp); works in a window or a worker.
+ * as the Node path (sharp); works in a window or a worker. An image over `IMAGE_LIMITS` is
+ * refused, and one larger than the working resolution drawn reduced to it.
  */
 export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
   let bitmap: ImageBitmap;
@@ -41,9 +42,10 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
     );
   }
   try {
-    const { width, height } = bitmap;
+    checkImageSize(bitmap.width, bitmap.height);
+    const { width, height } = workingSize(bitmap.width, bitmap.height);
     const { context } = canvas(width, height);
-    context.drawImage(bitmap, 0, 0);
+    context.drawImage(bitmap, 0, 0, width, height);
     const pixels = context.getImageData(0, 0, width, height, { colorSpace: 'srgb' });
     return { width, height, data: new Uint8Array(pixels.data.buffer, pixels.data.byteOffset, pixels.data.length) };
   } finally {

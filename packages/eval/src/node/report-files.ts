@@ -1,12 +1,13 @@
 /** `dexar eval report DIR...`: merges the shard files of one or more run folders into a report. */
 import { existsSync, statSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DexarError } from '@dexar/core';
 import { writeAtomically } from '@dexar/runtime-node';
 import type { RunHeader, SampleRecord } from '../records.js';
-import { curvesSvg, groupTable, markdownReport, summarize } from '../report.js';
+import { curvesSvg, groupTable, markdownName, markdownReport, markdownText, summarize } from '../report.js';
 import type { CiMethod } from '../stats.js';
+import { parseRecordLine, readRecordsText } from './record-lines.js';
 
 export interface RecordSet {
   headers: RunHeader[];
@@ -38,17 +39,11 @@ export async function readRecords(dirs: readonly string[]): Promise<RecordSet> {
   const seen = new Set<string>();
   let duplicates = 0;
   for (const file of files) {
-    const lines = (await readFile(file, 'utf8')).split('\n');
+    const lines = (await readRecordsText(file)).split('\n');
     lines.forEach((line, i) => {
-      if (!line.trim()) return;
-      let r: RunHeader | SampleRecord;
-      try {
-        r = JSON.parse(line);
-      } catch {
-        // a torn last line of a run still in progress is skipped; anything else is damage
-        if (i === lines.length - 1) return;
-        throw new DexarError('invalid-options', `${file}:${i + 1} is not a JSON record`);
-      }
+      // every record ends in a newline: text after the last one is a torn line of a run still in progress
+      if (!line.trim() || i === lines.length - 1) return;
+      const r = parseRecordLine(line, `${file}:${i + 1}`);
       if (r.kind === 'run') headers.push(r);
       else {
         const key = `${r.sample}\u0000${r.method}`;
@@ -81,7 +76,7 @@ const describe = (set: RecordSet): string[] => {
   const c = h.config;
   const p = c.perturbation;
   const notes = [
-    `Model: \`${c.model}\` (${c.family}); dataset: \`${c.dataset}\`, ${c.samples} samples${c.limit !== null ? ` (the first ${c.limit}, --limit)` : ''}; samples in this report: ${new Set(set.records.map((r) => r.sample)).size}.`,
+    `Model: ${markdownName(c.model)} (${markdownText(c.family)}); dataset: ${markdownName(c.dataset)}, ${c.samples} samples${c.limit !== null ? ` (the first ${c.limit}, --limit)` : ''}; samples in this report: ${new Set(set.records.map((r) => r.sample)).size}.`,
     `Shards: ${set.shards.present.length} of ${set.shards.count} present${
       set.shards.present.length < set.shards.count
         ? ` (missing: ${Array.from({ length: set.shards.count }, (_, i) => i)
@@ -89,7 +84,7 @@ const describe = (set: RecordSet): string[] => {
             .join(', ')})`
         : ''
     }.`,
-    `DEX-AR options: layerIndex ${c.dexar.layerIndex}, topK ${c.dexar.topK}, compat ${c.dexar.compat}; seed ${c.seed}; metrics: ${c.metrics.join(', ')}.`,
+    `DEX-AR options: layerIndex ${c.dexar.layerIndex}, topK ${c.dexar.topK}, compat ${c.dexar.compat}; seed ${c.seed}; metrics: ${c.metrics.map(markdownText).join(', ')}.`,
   ];
   if (c.metrics.includes('perturbation')) {
     notes.push(

@@ -4,9 +4,8 @@
  * already written are skipped, a torn last line is cut off, and a file written under another
  * configuration is refused.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile, truncate } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -19,7 +18,15 @@ import {
   parseOptions,
   type RgbaImage,
 } from '@dexar/core';
-import { decodeImage, type NodeBackendOptions, nodeBackend, openModelFolder, type Variant } from '@dexar/runtime-node';
+import {
+  decodeImage,
+  FILE_LIMITS,
+  type NodeBackendOptions,
+  nodeBackend,
+  openModelFolder,
+  readRegularFile,
+  type Variant,
+} from '@dexar/runtime-node';
 import { type MethodInput, type MethodMaps, methodFor } from '../methods.js';
 import { fillerTokens, tokenRanking } from '../metrics/faithfulness.js';
 import {
@@ -38,6 +45,7 @@ import { hashString } from '../random.js';
 import { type Curve, type EvalConfig, RECORDS_VERSION, type RunHeader, type SampleRecord } from '../records.js';
 import { type EvalSample, loadMask, openDataset, unionMask, type VocOptions, validateSamples } from './datasets.js';
 import { openEvalModel, wordTokens } from './model.js';
+import { configKeyOf, parseRecordLine, readRecordsText } from './record-lines.js';
 
 export interface EvalProgress {
   /** Samples of this shard done (computed or already on file) and in total. */
@@ -123,6 +131,7 @@ export async function runEvaluation(options: EvalOptions): Promise<EvalOutcome> 
     onProgress: (e) => e.detail && log(e.detail),
   });
   const model = evalModel.model;
+  let releaseLock: (() => Promise<void>) | undefined;
   try {
     if (metrics.has('perturbation') && !model.scoreTargets) {
       throw new DexarError(
@@ -143,14 +152,10 @@ export async function runEvaluation(options: EvalOptions): Promise<EvalOutcome> 
       segmentation: { threshold },
       seed,
     };
-    // what decides the numbers: not the model folder's path, the samples' count (a longer --limit
-    // extends a run) or the methods (one added later is computed for every sample)
-    const configKey = createHash('sha256')
-      .update(JSON.stringify({ ...config, model: undefined, samples: undefined, limit: undefined }))
-      .digest('hex')
-      .slice(0, 16);
+    const configKey = configKeyOf(config);
     const file = recordsFile(options.out, shard);
     await mkdir(options.out, { recursive: true });
+    releaseLock = await lockRecordsFile(file);
     const done = await readDone(file, configKey);
     const missing = (s: EvalSample) => methods.filter((m) => !done.has(`${s.id}\u0000${m.name}`));
     const todo = mine.filter(({ sample }) => missing(sample).length > 0);
@@ -187,8 +192,12 @@ export async function runEvaluation(options: EvalOptions): Promise<EvalOutcome> 
     let cachedImage: { path: string; image: RgbaImage } | undefined;
     for (const { sample, index } of todo) {
       if (cachedImage?.path !== sample.image) {
-        const bytes = await readFile(sample.image);
-        cachedImage = { path: sample.image, image: await decodeImage(new Uint8Array(bytes)) };
+        const bytes = await readRegularFile(sample.image, {
+          maxBytes: FILE_LIMITS.image,
+          what: 'image',
+          code: 'invalid-dataset',
+        });
+        cachedImage = { path: sample.image, image: await decodeImage(bytes) };
       }
       const lines = await evaluateSample({
         sample,
@@ -212,7 +221,45 @@ export async function runEvaluation(options: EvalOptions): Promise<EvalOutcome> 
     }
     return { file, shardSamples: mine.length, computed, resumed, records };
   } finally {
+    await releaseLock?.();
     await evalModel.release();
+  }
+}
+
+/**
+ * Takes `<records file>.lock` for this process, so two runs never append to one records file
+ * (they would both compute, and duplicate, every sample). A lock whose process on this host is
+ * gone (killed mid-run) is taken over; a live one is refused with one line.
+ */
+export async function lockRecordsFile(file: string): Promise<() => Promise<void>> {
+  const lock = `${file}.lock`;
+  const owner = `${process.pid} ${hostname()}`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeFile(lock, owner, { flag: 'wx' });
+      return () => rm(lock, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw error;
+    }
+    const [pid, host] = (await readFile(lock, 'utf8').catch(() => '')).split(' ');
+    if (host === hostname() && !isAlive(Number(pid))) {
+      await rm(lock, { force: true });
+      continue;
+    }
+    throw new DexarError(
+      'invalid-options',
+      `${file} is being written by another dexar eval (pid ${Number(pid) || 'unknown'} on ${host?.trim() || 'unknown host'}): wait for it to finish, or use another --out (remove ${lock} if no run is left)`,
+    );
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -220,20 +267,12 @@ export async function runEvaluation(options: EvalOptions): Promise<EvalOutcome> 
 async function readDone(file: string, configKey: string): Promise<Set<string>> {
   const done = new Set<string>();
   if (!existsSync(file)) return done;
-  const text = await readFile(file, 'utf8');
+  const text = await readRecordsText(file);
   const end = text.lastIndexOf('\n') + 1;
   if (end < text.length) await truncate(file, Buffer.byteLength(text.slice(0, end)));
   const lines = text.slice(0, end).split('\n').filter(Boolean);
   lines.forEach((line, i) => {
-    let record: RunHeader | SampleRecord;
-    try {
-      record = JSON.parse(line);
-    } catch {
-      throw new DexarError(
-        'invalid-options',
-        `${file}:${i + 1} is not a JSON record: the file is damaged; move it away`,
-      );
-    }
+    const record = parseRecordLine(line, `${file}:${i + 1}`);
     if (record.kind === 'run' && record.configKey !== configKey) {
       throw new DexarError(
         'invalid-options',

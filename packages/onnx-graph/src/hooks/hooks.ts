@@ -3,6 +3,7 @@ import { attrFloat, attrInt, attrInts } from '../graph/attributes.js';
 import { dominatorChain } from '../graph/dominators.js';
 import { type Graph, nodeInputs } from '../graph/graph.js';
 import { ShapeInference } from '../graph/shapes.js';
+import { validateGraph } from '../graph/validate.js';
 import type { OnnxModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
 import type { NodeProto } from '../proto/types.js';
@@ -368,6 +369,7 @@ function headBehind(model: OnnxModel, shapes: ShapeInference, logits: string): L
  */
 export function findDecoderHooks(model: OnnxModel, options: FindHooksOptions): DecoderHooks {
   assertUnfusedAttention(model);
+  validateGraph(model);
   const g = model.graph;
   const shapes = new ShapeInference(g, model.opsetVersion() ?? 17);
   const matches = findAttentionSoftmaxes(model);

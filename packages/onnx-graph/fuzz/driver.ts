@@ -25,6 +25,8 @@ export interface FuzzSummary {
   /** Errors that are not this package's typed errors: `case: message`. */
   untyped: string[];
   slowestMs: number;
+  /** The slowest case, for replay (`mutatedModel(base, seed, index)`). */
+  slowestCase: number;
   /** Cases slower than `hangMs`. */
   hangs: number;
   peakRssMiB: number;
@@ -40,6 +42,7 @@ export async function runFuzz(options: { seed: string; cases: number; hangMs?: n
     typed: {},
     untyped: [],
     slowestMs: 0,
+    slowestCase: 0,
     hangs: 0,
     peakRssMiB: 0,
   };
@@ -60,7 +63,10 @@ export async function runFuzz(options: { seed: string; cases: number; hangMs?: n
       }
     }
     const ms = performance.now() - start;
-    summary.slowestMs = Math.max(summary.slowestMs, Math.round(ms));
+    if (ms > summary.slowestMs) {
+      summary.slowestMs = Math.round(ms);
+      summary.slowestCase = index;
+    }
     if (ms > hangMs) summary.hangs++;
     summary.peakRssMiB = Math.max(summary.peakRssMiB, Math.round(process.memoryUsage.rss() / 2 ** 20));
   }
@@ -73,5 +79,5 @@ export function summaryLine(s: FuzzSummary): string {
     .sort()
     .map(([name, n]) => `${name} ${n}`)
     .join(', ');
-  return `fuzz seed ${s.seed}: ${s.cases} mutated models, ${s.built} built, typed errors ${s.cases - s.built - s.untyped.length} (${typed}), untyped errors ${s.untyped.length}, crashes 0, hangs over 5 s ${s.hangs} (slowest ${s.slowestMs} ms), peak RSS ${s.peakRssMiB} MiB`;
+  return `fuzz seed ${s.seed}: ${s.cases} mutated models, ${s.built} built, typed errors ${s.cases - s.built - s.untyped.length} (${typed}), untyped errors ${s.untyped.length}, crashes 0, hangs over 5 s ${s.hangs} (slowest ${s.slowestMs} ms, case ${s.slowestCase}), peak RSS ${s.peakRssMiB} MiB`;
 }

@@ -11,7 +11,15 @@ export {
   registeredFamilies,
   type ScoreBatch,
 } from './adapter.js';
-export { aggregate, type DexarMaps, type GradientRows } from './aggregate.js';
+export {
+  type Aggregation,
+  aggregate,
+  type DexarMaps,
+  type GradientRows,
+  type RowShape,
+  startAggregation,
+  type TokenAggregate,
+} from './aggregate.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
 export { resample } from './image/resample.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';

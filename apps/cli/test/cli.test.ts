@@ -131,16 +131,17 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     expect(await readdir(out)).toEqual([]);
   });
 
-  it('exits 1 with one line, and a stack only with --debug, for a graph it cannot explain', async () => {
+  it('exits 1 with one line, and a stack only with --debug, for a decoder it cannot run', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dexar-graph-'));
     await cp(llavaTiny, dir, { recursive: true });
     await cp(join(llavaTiny, 'onnx/embed_tokens.onnx'), join(dir, 'onnx/decoder_model_merged.onnx'));
-    const run = await dexar('explain', '--model', dir, '--image', join(referenceCase, 'image.png'), '--quiet');
+    // generation opens the plain decoder (the explain path, which builds the explain graph first, is the next test)
+    const run = await dexar('generate', '--model', dir, '--image', join(referenceCase, 'image.png'), '--quiet');
     expect(run.code).toBe(1);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(/dexar: error: the decoder graph has no past_key_values/);
     const debug = await dexar(
-      'explain',
+      'generate',
       '--model',
       dir,
       '--image',

@@ -64,12 +64,16 @@ export function aggregate(gradients: GradientRows, layout: TokenLayout, options:
   }
   validateStepCount(layout, T);
   const aggregation = startAggregation(
-    { layers: gradients.layers, numLayers: gradients.numLayers, heads: H, keys: K },
+    { layers: gradients.layers, numLayers: gradients.numLayers, heads: H },
     layout,
     options,
   );
   for (let n = 0; n < T; n++) {
-    aggregation.addToken(rows.data, n * layerAxis * H * K, layout.keyCounts[n], layout.textKeys[n]);
+    aggregation.addToken(
+      { data: rows.data, offset: n * layerAxis * H * K, keys: K },
+      layout.keyCounts[n],
+      layout.textKeys[n],
+    );
   }
   return aggregation.finish();
 }
@@ -94,18 +98,25 @@ export interface TokenAggregate {
 
 /** Rows arrive one token at a time; `aggregate` is `addToken` for each token, then `finish`. */
 export interface Aggregation {
-  /** The rows of the next token, `[layers, heads, keys]` from `offset` in `data`. */
-  addToken(data: FloatData, offset: number, keyCount: number, textKeys: readonly number[]): TokenAggregate;
+  /** The rows of the next token and the keys it sees (the first `keyCount`, `textKeys` its text set). */
+  addToken(rows: TokenRows, keyCount: number, textKeys: readonly number[]): TokenAggregate;
   /** All maps over the tokens added so far (at least one). */
   finish(): DexarMaps;
 }
 
-/** The shape of the rows each token brings: `[layers, heads, keys]`. */
+/** The layers and heads of the rows each token brings. */
 export interface RowShape {
   /** Absolute layer index of each entry on the layers axis, ascending. */
   readonly layers: readonly number[];
+  /** The model's depth L, against which `layerIndex` is resolved. */
   readonly numLayers: number;
   readonly heads: number;
+}
+
+/** One token's rows: `[layers, heads, keys]` from `offset` in `data`. */
+export interface TokenRows {
+  readonly data: FloatData;
+  readonly offset: number;
   readonly keys: number;
 }
 
@@ -127,7 +138,7 @@ export function startAggregation(
 ): Aggregation {
   const opts = parseOptions(options);
   validateGrid(layout.imageKeys, layout.grid);
-  const { layers, heads: H, keys: K } = shape;
+  const { layers, heads: H } = shape;
   const used = layersUsed(opts.layerIndex, shape.numLayers);
   const slots = used.map((layer) => {
     const slot = layers.indexOf(layer);
@@ -144,7 +155,7 @@ export function startAggregation(
   const Lu = used.length;
   const official = opts.compat === 'official';
   const top = new TopK(opts.topK);
-  const rows = new TokenRowsAggregator(top, slots, H, K, i0, N);
+  const rows = new TokenRowsAggregator(top, slots, H, i0, N);
   const tokens: TokenSums[] = [];
   let imageMin = Number.POSITIVE_INFINITY;
   let imageMax = Number.NEGATIVE_INFINITY;
@@ -157,10 +168,10 @@ export function startAggregation(
   };
 
   return {
-    addToken(data, offset, keyCount, textKeys) {
+    addToken(token, keyCount, textKeys) {
       const n = tokens.length;
-      validateStep(layout.imageKeys, n, keyCount, textKeys, K);
-      const sums = rows.add(data, offset, keyCount, textKeys, n, used);
+      validateStep(layout.imageKeys, n, keyCount, textKeys, token.keys);
+      const sums = rows.add(token, keyCount, textKeys, n, used);
       tokens.push(sums);
       if (sums.imageMin < imageMin) imageMin = sums.imageMin;
       if (sums.imageMax > imageMax) imageMax = sums.imageMax;
@@ -257,20 +268,18 @@ class TokenRowsAggregator {
     private readonly top: TopK,
     private readonly slots: readonly number[],
     private readonly H: number,
-    private readonly K: number,
     private readonly i0: number,
     private readonly N: number,
   ) {}
 
   add(
-    data: FloatData,
-    offset: number,
+    { data, offset, keys: K }: TokenRows,
     visible: number,
     text: readonly number[],
     step: number,
     used: readonly number[],
   ): TokenSums {
-    const { top, slots, H, K, i0, N } = this;
+    const { top, slots, H, i0, N } = this;
     const Lu = slots.length;
     const headScoreImage = new Float64Array(Lu * H);
     const headScoreText = new Float64Array(Lu * H);

@@ -10,6 +10,7 @@ export {
   registerAdapter,
   registeredFamilies,
   type ScoreBatch,
+  type StreamedRows,
 } from './adapter.js';
 export {
   type Aggregation,
@@ -19,6 +20,7 @@ export {
   type RowShape,
   startAggregation,
   type TokenAggregate,
+  type TokenRows,
 } from './aggregate.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
 export { resample } from './image/resample.js';
@@ -46,6 +48,7 @@ export {
   type Explanation,
   type ExplanationMeta,
   ExplanationSchema,
+  heatmapRows,
   toExplanation,
 } from './result.js';
 export {

@@ -64,7 +64,7 @@ describe.each(conformanceCases)('conformance %s', (name) => {
       const whole = aggregate(gradients, layout, { layerIndex: -2, compat });
       const [T, L, H, K] = gradients.rows.dims as number[];
       const aggregation = startAggregation(
-        { layers: gradients.layers, numLayers: gradients.numLayers, heads: H, keys: K },
+        { layers: gradients.layers, numLayers: gradients.numLayers, heads: H },
         layout,
         { layerIndex: -2, compat },
       );
@@ -73,7 +73,7 @@ describe.each(conformanceCases)('conformance %s', (name) => {
       for (let n = 0; n < T; n++) {
         // each token's rows in an array of their own, as a streaming run returns them
         const own = gradients.rows.data.slice(n * L * H * K, (n + 1) * L * H * K);
-        const token = aggregation.addToken(own, 0, layout.keyCounts[n], layout.textKeys[n]);
+        const token = aggregation.addToken({ data: own, offset: 0, keys: K }, layout.keyCounts[n], layout.textKeys[n]);
         expect(token.tokenWeight).toBe(whole.tokenWeights[n]);
         expect(Array.from(token.headWeights)).toEqual(
           Array.from(whole.headWeights.subarray(n * perHead, (n + 1) * perHead)),
@@ -205,24 +205,26 @@ describe('edge cases', () => {
   it('marks a constant official map provisional: its value waits for the global rescale of all tokens', () => {
     // token 0's image gradients are all 1 (a constant map); token 1 moves the global maximum to 3
     const { gradients, layout } = synthetic([[[0, 0, 1, 1, 1, 1]], [[0, 0, 0, 3, 0, 0]]]);
-    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1, keys: 6 }, layout, { layerIndex: 0 });
-    const first = aggregation.addToken(gradients.rows.data, 0, 6, layout.textKeys[0]);
+    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1 }, layout, { layerIndex: 0 });
+    const first = aggregation.addToken({ data: gradients.rows.data, offset: 0, keys: 6 }, 6, layout.textKeys[0]);
     expect(first.provisional).toBe(true);
     expect(Array.from(first.perTokenUnfiltered)).toEqual([0, 0, 0, 0]); // relu(G) - m with m = M = 1 so far
-    expect(aggregation.addToken(gradients.rows.data, 6, 6, layout.textKeys[1]).provisional).toBe(false);
+    expect(
+      aggregation.addToken({ data: gradients.rows.data, offset: 6, keys: 6 }, 6, layout.textKeys[1]).provisional,
+    ).toBe(false);
     expect(Array.from(aggregation.finish().perTokenUnfiltered.subarray(0, 4))).toEqual([1 / 3, 1 / 3, 1 / 3, 1 / 3]);
   });
 
   it('refuses to finish a token-by-token aggregation that received no token', () => {
     const { layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
-    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1, keys: 6 }, layout, { layerIndex: 0 });
+    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1 }, layout, { layerIndex: 0 });
     expect(() => aggregation.finish()).toThrowError(/nothing to explain: no token was added/);
   });
 
   it('rejects a token whose key count exceeds the keys its rows hold', () => {
     const { layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
-    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1, keys: 6 }, layout, { layerIndex: 0 });
-    expect(() => aggregation.addToken(new Float32Array(6), 0, 7, [0, 1])).toThrowError(
+    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1 }, layout, { layerIndex: 0 });
+    expect(() => aggregation.addToken({ data: new Float32Array(6), offset: 0, keys: 6 }, 7, [0, 1])).toThrowError(
       /step 0 sees 7 keys but the gradient rows hold only 6/,
     );
   });

@@ -18,6 +18,8 @@ export interface ExplainGraphOptions {
   compat: Compat;
   /** Also the logit lens of every target at every position (gradient-free baselines read it). */
   positionLens: boolean;
+  /** Targets are the argmax of the graph's own logits (streaming: generate and explain in one call). */
+  greedyTargets?: boolean;
 }
 
 /** SHA-256 of a graph file, streamed where the folder can (a decoder may be gigabytes). */

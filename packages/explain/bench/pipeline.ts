@@ -8,13 +8,10 @@
 // after untimed warm-up runs (up to 10, for at most 1.5 s: on the small shapes model V8's JIT made
 // the first 8 explanations 2-3x slower than the rest); the explain graphs are built before timing.
 //
-// Peak RSS is each mode's own: every mode runs in a child process that reads VmHWM from
-// /proc/self/status (Linux). A child's address space is new at exec, so VmHWM starts from it, while
-// getrusage's maxRSS carries the parent's high-water mark through fork and exec (a 1 GB bench
-// process made every child report about its own size). The child also resets VmHWM through
-// /proc/self/clear_refs once node has started, so node's own start-up does not count either way.
+// Peak RSS is each mode's own: every mode runs in a child process that reads VmHWM
+// (tools/bench/peak-resident.ts; getrusage's maxRSS would report the bench process's own peak).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative as relativePath } from 'node:path';
@@ -24,6 +21,7 @@ import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import type { RgbaImage } from '@dexar/core';
 import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import { peakResidentBytes, resetPeakResident } from '../../../tools/bench/peak-resident.js';
 import { Explainer } from '../src/index.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -65,13 +63,6 @@ function exampleImage(): Promise<RgbaImage> {
   return decodeImage(new Uint8Array(readFileSync(`${root}examples/shapes/example.png`)));
 }
 
-/** The peak resident set of this process since start or the last reset, in bytes (Linux). */
-function peakResident(): number {
-  const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  if (!match) throw new Error('no VmHWM in /proc/self/status: peak RSS is measured on Linux only');
-  return Number(match[1]) * 1024;
-}
-
 const childModes = {
   generate: 'generation alone',
   explain: 'teacher-forced explanation alone',
@@ -82,7 +73,7 @@ type ChildMode = keyof typeof childModes;
 
 /** Child mode: one run of a mode in a fresh process, then its peak RSS in bytes. */
 async function child(dir: string, mode: ChildMode, prompt: string, ids: number[]) {
-  writeFileSync('/proc/self/clear_refs', '5'); // reset VmHWM to the current RSS
+  resetPeakResident(); // node's start-up is not the mode's
   const explainer = await Explainer.open({ backend: nodeBackend(), folder: await openModelFolder(dir) });
   const image = await exampleImage();
   if (mode === 'generate' || mode === 'generate-explain') {
@@ -90,7 +81,7 @@ async function child(dir: string, mode: ChildMode, prompt: string, ids: number[]
   }
   if (mode === 'explain' || mode === 'generate-explain') await explainer.explain(image, { prompt, targetIds: ids });
   if (mode === 'default') await explainer.explain(image, { prompt, maxNewTokens: ids.length });
-  process.stdout.write(`${peakResident()}\n`);
+  process.stdout.write(`${peakResidentBytes()}\n`);
 }
 
 function peakRss(model: BenchModel, mode: ChildMode, ids: number[]): number {

@@ -59,6 +59,7 @@ export {
   readJson,
   readText,
   type Session,
+  type SessionOptions,
   type TypedTensor,
 } from './runtime.js';
 export { type FloatData, type Tensor, type TensorData, tensor } from './tensor.js';

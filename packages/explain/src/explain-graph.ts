@@ -60,7 +60,7 @@ export async function openExplainGraph(o: {
   let session: Session | undefined;
   if (await folder.exists(path)) {
     onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
-    session = await backend.createSession(folder, path).catch(() => undefined);
+    session = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
   }
   if (!session) {
     const { layers, compat, positionLens } = options;
@@ -81,7 +81,7 @@ export async function openExplainGraph(o: {
       throw error;
     }
     await folder.writeBytes(path, bytes);
-    session = await backend.createSession(folder, path);
+    session = await backend.createSession(folder, path, { weightsOnce: true });
   }
   const answerCallIsCausal = await probedCausality(folder, model, session, `${path.replace(/\.onnx$/, '')}.json`, key);
   if (!answerCallIsCausal) {

@@ -1,4 +1,11 @@
-import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
+import {
+  type Backend,
+  DexarError,
+  type ModelFolder,
+  type Session,
+  type SessionOptions,
+  type TypedTensor,
+} from '@dexar/core';
 import * as ort from 'onnxruntime-node';
 import { NodeModelFolder } from './folder.js';
 import { decodeImage, resizeImage } from './image.js';
@@ -15,7 +22,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
   const executionProvider = options.executionProvider ?? 'cpu';
   return {
     name: `onnxruntime-node (${executionProvider})`,
-    async createSession(folder: ModelFolder, path: string): Promise<Session> {
+    async createSession(folder: ModelFolder, path: string, sessionOptions: SessionOptions = {}): Promise<Session> {
       if (!(folder instanceof NodeModelFolder)) {
         throw new TypeError('the Node backend opens sessions from folders made by openModelFolder()');
       }
@@ -31,6 +38,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           executionProviders: [executionProvider],
           graphOptimizationLevel: 'all',
           ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+          ...(sessionOptions.weightsOnce ? { extra: { session: { disable_prepacking: '1' } } } : {}),
         });
         return {
           inputNames: session.inputNames,

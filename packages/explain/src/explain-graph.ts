@@ -83,6 +83,8 @@ export async function openExplainGraph(o: {
     await folder.writeBytes(path, bytes);
     session = await backend.createSession(folder, path, { weightsOnce: true });
   }
+  // a greedy graph runs one new token per call, and takes no targets to probe with
+  if (options.greedyTargets) return { session, key, path, answerCallIsCausal: false };
   const answerCallIsCausal = await probedCausality(folder, model, session, `${path.replace(/\.onnx$/, '')}.json`, key);
   if (!answerCallIsCausal) {
     onProgress?.({

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
-import { DexarError } from '@dexar/core';
+import { DexarError, type Explanation } from '@dexar/core';
 import { methodFor, withMethod } from '@dexar/eval';
+import type { StreamEvent } from '@dexar/explain';
 import { MAX_THREADS, readRegularFile } from '@dexar/runtime-node';
 import { integer, joinNegativeValues, MAX_TEXT_CHARS, quoted, reportFailure, text, usageError } from './args.js';
 import { builtin } from './builtin.js';
@@ -34,6 +35,8 @@ options:
   --method M            dexar (default), dexar-unfiltered, attention, grad-x-attention, logit-lens-image
                         (decoder-only families) or random: the maps of another method in the same
                         result (dexar eval compares them)
+  --stream              explain while generating: print each token and its weight as it is
+                        generated, then write the same files (not with --target or --strategy)
   --raw                 add raw gradient and attention rows and head weights to result.json
   --out DIR             output folder (default dexar-out)
   --json                print the result JSON on stdout and nothing else there
@@ -56,6 +59,7 @@ const options = {
   'top-k': { type: 'string' },
   compat: { type: 'string' },
   strategy: { type: 'string' },
+  stream: { type: 'boolean' },
   raw: { type: 'boolean' },
   method: { type: 'string' },
   out: { type: 'string' },
@@ -137,6 +141,15 @@ export async function main(argv: string[]): Promise<number> {
     const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
     const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
     const positionLens = values.method !== undefined && methodFor(values.method).needsPositionLens === true;
+    if (values.stream) {
+      const clash = [
+        target !== undefined && '--target (a stream explains the model its own answer)',
+        strategy !== undefined && '--strategy',
+        positionLens && `--method ${values.method} (it needs the position lens of a teacher-forced pass)`,
+        command !== 'explain' && `the ${command} command`,
+      ].find(Boolean);
+      if (clash) throw usageError(`--stream does not go with ${clash}`, HELP);
+    }
     const out = values.out ?? 'dexar-out';
     if (command === 'explain') await checkOutputFolder(out);
     const onProgress = stderrProgress(!values.quiet);
@@ -166,17 +179,25 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : `${answer.text}\n`);
         return 0;
       }
-      const result = await explainer.explain(image, {
+      const request = {
         prompt,
-        ...(target !== undefined ? { target } : {}),
         ...(maxNewTokens !== undefined ? { maxNewTokens } : {}),
         ...(layerIndex !== undefined ? { layerIndex } : {}),
         ...(topK !== undefined ? { topK } : {}),
         ...(compat ? { compat } : {}),
-        ...(strategy ? { strategy } : {}),
         returnRaw: (values.raw ?? false) || (values.method ?? 'dexar') !== 'dexar',
-        positionLens,
-      });
+      };
+      const result = values.stream
+        ? await streamed(
+            explainer.stream(image, request),
+            values.json ? (values.quiet ? undefined : process.stderr) : process.stdout,
+          )
+        : await explainer.explain(image, {
+            ...request,
+            ...(target !== undefined ? { target } : {}),
+            ...(strategy ? { strategy } : {}),
+            positionLens,
+          });
       const explained =
         values.method && values.method !== 'dexar' ? withMethod(result, values.method, values.raw ?? false) : result;
       const written = await writeOutputs(out, explained, image);
@@ -195,4 +216,20 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     return reportFailure(error, debug, HELP);
   }
+}
+
+/** Drains a stream, writing each token and its weight to `out` as it arrives. */
+async function streamed(
+  events: AsyncIterable<StreamEvent>,
+  out: NodeJS.WritableStream | undefined,
+): Promise<Explanation> {
+  let result: Explanation | undefined;
+  for await (const event of events) {
+    if (event.kind === 'result') result = event.explanation;
+    else {
+      const note = event.provisional ? '\t(map provisional until the end)' : '';
+      out?.write(`${event.index}\t${JSON.stringify(event.token)}\t${event.tokenWeight.toFixed(3)}${note}\n`);
+    }
+  }
+  return result as Explanation; // a stream ends with its result or throws
 }

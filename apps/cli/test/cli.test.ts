@@ -42,6 +42,32 @@ describe('dexar explain', () => {
     expect(html).not.toMatch(/<(script|img|link)[^>]+src="http/);
   });
 
+  it('--stream prints each token with its weight as it is generated and writes the same files', async () => {
+    const prompt = 'USER: <image>\nDescribe the image. ASSISTANT:';
+    const out = await mkdtemp(join(tmpdir(), 'dexar-cli-'));
+    const run = await dexar('explain', ...tinyArgs(out), '--prompt', prompt, '--max-new-tokens', '4', '--stream');
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    const result = ExplanationSchema.parse(JSON.parse(await readFile(join(out, 'result.json'), 'utf8')));
+    expect(result.tokens.length).toBeGreaterThan(0);
+    // one line per token, in order, before the summary: index, token, weight
+    expect(lines.slice(0, result.tokens.length)).toEqual(
+      result.tokens.map((t, n) => `${n}\t${JSON.stringify(t)}\t${result.tokenWeights[n].toFixed(3)}`),
+    );
+    expect(lines.at(-1)).toMatch(/^wrote \d+ files to /);
+    expect((await readdir(out)).sort()).toEqual(['grid.png', 'report.html', 'result.json', 'sentence.png', 'tokens']);
+    // (the numbers equal the teacher-forced pass: packages/explain/test/stream.test.ts)
+  });
+
+  it.each([
+    [['--target', 'a red circle'], /--stream does not go with --target/],
+    [['--strategy', 'stepwise'], /--stream does not go with --strategy/],
+    [['--method', 'logit-lens-image'], /--stream does not go with --method logit-lens-image/],
+  ])('--stream refuses %j with a one-line usage error', async (extra, message) => {
+    const out = await mkdtemp(join(tmpdir(), 'dexar-cli-'));
+    expectUsageError(await dexar('explain', ...tinyArgs(out), '--stream', ...extra), message);
+  });
+
   it('reports progress on stderr', async () => {
     const out = await mkdtemp(join(tmpdir(), 'dexar-cli-'));
     const run = await dexar(
@@ -131,16 +157,17 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     expect(await readdir(out)).toEqual([]);
   });
 
-  it('exits 1 with one line, and a stack only with --debug, for a graph it cannot explain', async () => {
+  it('exits 1 with one line, and a stack only with --debug, for a decoder it cannot run', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dexar-graph-'));
     await cp(llavaTiny, dir, { recursive: true });
     await cp(join(llavaTiny, 'onnx/embed_tokens.onnx'), join(dir, 'onnx/decoder_model_merged.onnx'));
-    const run = await dexar('explain', '--model', dir, '--image', join(referenceCase, 'image.png'), '--quiet');
+    // generation opens the plain decoder (the explain path, which builds the explain graph first, is the next test)
+    const run = await dexar('generate', '--model', dir, '--image', join(referenceCase, 'image.png'), '--quiet');
     expect(run.code).toBe(1);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(/dexar: error: the decoder graph has no past_key_values/);
     const debug = await dexar(
-      'explain',
+      'generate',
       '--model',
       dir,
       '--image',

@@ -1,5 +1,6 @@
 import './style.css';
 import { type ColormapName, type Explanation, overlayHeatmap, type ProgressEvent, type RgbaImage } from '@dexar/core';
+import type { StreamedToken } from '@dexar/explain';
 import { encodePng, encodePngBytes, resizeImage, toImageData, type WebBackendInfo } from '@dexar/runtime-web';
 import type { BuiltinManifest } from './builtin.js';
 import type { Explained, ExplainInput, ModelSource, Opened, Reply, Request } from './protocol.js';
@@ -57,7 +58,12 @@ let worker: Worker;
 let nextId = 1;
 const pending = new Map<
   number,
-  { resolve: (v: unknown) => void; reject: (e: Error) => void; onProgress?: (e: ProgressEvent) => void }
+  {
+    resolve: (v: unknown) => void;
+    reject: (e: Error) => void;
+    onProgress?: (e: ProgressEvent) => void;
+    onToken?: (token: StreamedToken, image?: RgbaImage) => void;
+  }
 >();
 
 function startWorker() {
@@ -70,6 +76,7 @@ function startWorker() {
     const p = pending.get(reply.id);
     if (!p) return;
     if (reply.type === 'progress') p.onProgress?.(reply.event);
+    else if (reply.type === 'token') p.onToken?.(reply.token, reply.image);
     else {
       pending.delete(reply.id);
       if (reply.type === 'ok') p.resolve(reply.value);
@@ -84,10 +91,19 @@ function startWorker() {
 
 type Body = Request extends infer R ? (R extends Request ? Omit<R, 'id'> : never) : never;
 
-function call<T>(body: Body, onProgress?: (e: ProgressEvent) => void): Promise<T> {
+function call<T>(
+  body: Body,
+  onProgress?: (e: ProgressEvent) => void,
+  onToken?: (token: StreamedToken, image?: RgbaImage) => void,
+): Promise<T> {
   const id = nextId++;
   return new Promise<T>((resolve, reject) => {
-    pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...(onProgress ? { onProgress } : {}) });
+    pending.set(id, {
+      resolve: resolve as (v: unknown) => void,
+      reject,
+      ...(onProgress ? { onProgress } : {}),
+      ...(onToken ? { onToken } : {}),
+    });
     worker.postMessage({ ...body, id });
   });
 }
@@ -288,7 +304,9 @@ async function runExplain() {
   document.body.dataset.state = 'running';
   delete document.body.dataset.explainMs;
   try {
-    const explained = await call<Explained>({ type: 'explain', input }, showProgress);
+    const live = liveExplanation(input);
+    const explained = await call<Explained>({ type: 'explain', input }, showProgress, live.onToken);
+    await live.drawn();
     await showResult(explained);
     showProgress();
     const method = explained.result.method === 'dexar' ? '' : ` with ${explained.result.method}`;
@@ -304,6 +322,49 @@ async function runExplain() {
   } finally {
     setBusy(false);
   }
+}
+
+/**
+ * Shows the model's answer as it is generated: each token's chip and map as it arrives, the newest
+ * selected. The sentence maps need every token and follow with the result (blank until then).
+ */
+function liveExplanation(input: ExplainInput) {
+  const tokens: StreamedToken[] = [];
+  let image: RgbaImage | undefined;
+  const t0 = performance.now();
+  let drawing = Promise.resolve();
+  const draw = async (token: StreamedToken) => {
+    if (!image) return;
+    const grid = { height: token.heatmap.length, width: token.heatmap[0]?.length ?? 0 };
+    const blank = Array.from({ length: grid.height }, () => new Array<number>(grid.width).fill(0));
+    const result: Explanation = {
+      schemaVersion: 1,
+      method: 'dexar',
+      options: { layerIndex: input.layerIndex, topK: input.topK, compat: input.compat },
+      layersUsed: [],
+      grid,
+      tokens: tokens.map((t) => t.token),
+      tokenIds: tokens.map((t) => t.tokenId),
+      perTokenHeatmaps: tokens.map((t) => t.heatmap),
+      perTokenHeatmapsUnfiltered: tokens.map((t) => t.heatmapUnfiltered),
+      tokenWeights: tokens.map((t) => t.tokenWeight),
+      sentenceHeatmap: blank,
+      sentenceHeatmapUnfiltered: blank,
+      headWeights: tokens.map((t) => t.headWeights),
+    };
+    await showResult({ result, image, ms: performance.now() - t0 });
+    select(tokens.length - 1);
+    const provisional = token.provisional ? ' (its map is provisional until the end: a constant official map)' : '';
+    setStatus(`Generated and explained ${tokens.length} tokens; the sentence map follows at the end${provisional}.`);
+  };
+  return {
+    onToken(token: StreamedToken, first?: RgbaImage) {
+      image ??= first;
+      tokens.push(token);
+      drawing = drawing.then(() => draw(token)); // in arrival order, each after the last is drawn
+    },
+    drawn: () => drawing,
+  };
 }
 
 /** Overlays are drawn at least this large on their longer side (as the CLI does), and at most the second. */

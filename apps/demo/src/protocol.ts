@@ -1,4 +1,5 @@
 import type { Compat, Explanation, ProgressEvent, RgbaImage } from '@dexar/core';
+import type { StreamedToken } from '@dexar/explain';
 import type { PickedFile, WebBackendInfo } from '@dexar/runtime-web';
 
 /** Messages between the page and the worker that runs the pipeline (so the page stays responsive). */
@@ -45,6 +46,8 @@ export interface Explained {
 export type Reply =
   | { id: number; type: 'ok'; value: unknown }
   | { id: number; type: 'error'; message: string; code?: string }
-  | { id: number; type: 'progress'; event: ProgressEvent };
+  | { id: number; type: 'progress'; event: ProgressEvent }
+  /** A token of the model's answer, explained as it was generated (DEX-AR without a target); the image with the first. */
+  | { id: number; type: 'token'; token: StreamedToken; image?: RgbaImage };
 
 export type { WebBackendInfo };

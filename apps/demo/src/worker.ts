@@ -2,9 +2,9 @@
 import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
-import type { ProgressEvent } from '@dexar/core';
+import type { ProgressEvent, RgbaImage } from '@dexar/core';
 import { methodFor, withMethod } from '@dexar/eval';
-import { Explainer } from '@dexar/explain';
+import { Explainer, type StreamedToken } from '@dexar/explain';
 import {
   decodeImage,
   derivedStore,
@@ -41,7 +41,11 @@ async function folderOf(source: ModelSource): Promise<WebModelFolder> {
   return openDirectoryHandle(source.handle);
 }
 
-async function handle(request: Request, progress: (event: ProgressEvent) => void): Promise<unknown> {
+async function handle(
+  request: Request,
+  progress: (event: ProgressEvent) => void,
+  streamed: (token: StreamedToken, image?: RgbaImage) => void,
+): Promise<unknown> {
   switch (request.type) {
     case 'init': {
       backend = await webBackend({
@@ -75,6 +79,23 @@ async function handle(request: Request, progress: (event: ProgressEvent) => void
       const image = await decodeImage(bytes);
       const t0 = performance.now();
       const baseline = input.method !== 'dexar';
+      if (!baseline && input.target === undefined) {
+        // the model's answer: each token and its map reach the page as it is generated
+        for await (const event of explainer.stream(image, {
+          prompt: input.prompt,
+          maxNewTokens: input.maxNewTokens,
+          layerIndex: input.layerIndex,
+          topK: input.topK,
+          compat: input.compat,
+          headWeights: true,
+        })) {
+          if (event.kind === 'result') {
+            const explained: Explained = { result: event.explanation, image, ms: performance.now() - t0 };
+            return explained;
+          }
+          streamed(event, event.index === 0 ? image : undefined);
+        }
+      }
       const result = await explainer.explain(image, {
         prompt: input.prompt,
         ...(input.target !== undefined ? { target: input.target } : {}),
@@ -102,7 +123,11 @@ async function handle(request: Request, progress: (event: ProgressEvent) => void
 self.onmessage = async (message: MessageEvent<Request>) => {
   const request = message.data;
   try {
-    const value = await handle(request, (event) => post({ id: request.id, type: 'progress', event }));
+    const value = await handle(
+      request,
+      (event) => post({ id: request.id, type: 'progress', event }),
+      (token, image) => post({ id: request.id, type: 'token', token, ...(image ? { image } : {}) }),
+    );
     post({ id: request.id, type: 'ok', value });
   } catch (error) {
     const e = error as Error & { code?: string };

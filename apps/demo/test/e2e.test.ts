@@ -131,6 +131,17 @@ describe(`the demo in headless Chromium`, () => {
 
   it('explains the example: the answer appears, one shaded token per answer token', async () => {
     const t0 = Date.now();
+    // every status line the page shows while it runs (tokens stream in before the result)
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { statusLines: string[] }).statusLines = seen;
+      const status = document.getElementById('status') as HTMLElement;
+      new MutationObserver(() => seen.push(status.textContent ?? '')).observe(status, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
+    });
     await page.click('#explain');
     await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), null, {
       timeout: 90_000,
@@ -138,6 +149,13 @@ describe(`the demo in headless Chromium`, () => {
     expect(await page.textContent('#status')).toMatch(/^Explained \d+ tokens/);
     const tokens = await page.locator('#tokens .token:not(.sentence)').count();
     expect(tokens).toBeGreaterThan(0);
+    // each token, with its map, was shown as it was generated, before the whole result
+    const lines = await page.evaluate(() => (window as unknown as { statusLines: string[] }).statusLines);
+    const live = lines.filter((line) => /^Generated and explained \d+ tokens/.test(line));
+    expect(live.map((line) => Number(/\d+/.exec(line)?.[0]))).toEqual(Array.from({ length: tokens }, (_, n) => n + 1));
+    expect(lines.indexOf(live[live.length - 1] as string)).toBeLessThan(
+      lines.findIndex((l) => l.startsWith('Explained')),
+    );
     console.log(`e2e: explained ${tokens} tokens in ${Date.now() - t0} ms (${await page.textContent('#timing')})`);
   });
 

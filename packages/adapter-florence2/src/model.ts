@@ -16,6 +16,7 @@ import {
   readModelFiles,
   sliceEmbeddings,
   stackRows,
+  streamExplainSteps,
   tileRows,
 } from '@dexar/adapter-kit';
 import {
@@ -31,6 +32,8 @@ import {
   type RgbaImage,
   type ScoreBatch,
   type Session,
+  type StreamedRows,
+  type TokenLayout,
   type TypedTensor,
 } from '@dexar/core';
 import type { Tokenizer } from '@huggingface/tokenizers';
@@ -214,19 +217,22 @@ class Florence2Model implements FamilyModel {
         targetIds.map((_, n) => n),
       ),
     ];
-    const E = input.encoderHidden.dims[1];
-    return {
-      ...stackRows(this.backend, parts, E),
-      layout: {
-        imageKeys: input.imageKeys,
-        grid: {
-          height: Math.sqrt(input.imageKeys.end - input.imageKeys.start),
-          width: Math.sqrt(input.imageKeys.end - input.imageKeys.start),
-        },
-        keyCounts: targetIds.map(() => E),
-        textKeys: targetIds.map(() => input.promptKeys),
-      },
-    };
+    return { ...stackRows(this.backend, parts, input.encoderHidden.dims[1]), layout: layoutOf(input, T) };
+  }
+
+  /** Greedy decoding on the explain graph: each call's last decoder position, its cross-attention rows over the encoder. */
+  async *stream(prepared: PreparedInput, maxNewTokens: number, session: Session): AsyncIterable<StreamedRows> {
+    const input = prepared as EncodedInput;
+    const steps = streamExplainSteps({
+      backend: this.backend,
+      session,
+      embed: (ids) => this.embed(ids),
+      prefix: await this.embed(this.context),
+      feeds: (embeddings, cache) => this.feeds(input.encoderHidden, embeddings, cache),
+      eos: this.eos,
+      maxNewTokens,
+    });
+    for await (const step of steps) yield { ...step, layout: layoutOf(input, 1) };
   }
 
   /** Whether a decoder call over several tokens is causal among them (synthetic encoder states). */
@@ -361,4 +367,16 @@ class Florence2Model implements FamilyModel {
   private embed(ids: readonly number[]): Promise<Embeddings> {
     return embedTokens(this.backend, this.sessions.embed, ids);
   }
+}
+
+/** T steps of cross-attention: each sees every encoder key; the text set is the prompt's keys. */
+function layoutOf(input: EncodedInput, T: number): TokenLayout {
+  const side = Math.sqrt(input.imageKeys.end - input.imageKeys.start);
+  const E = input.encoderHidden.dims[1] as number;
+  return {
+    imageKeys: input.imageKeys,
+    grid: { height: side, width: side },
+    keyCounts: Array.from({ length: T }, () => E),
+    textKeys: Array.from({ length: T }, () => input.promptKeys),
+  };
 }

@@ -14,6 +14,7 @@ import {
   type RgbaImage,
   type ScoreBatch,
   type Session,
+  type StreamedRows,
   type TypedTensor,
 } from '@dexar/core';
 import type { Tokenizer } from '@huggingface/tokenizers';
@@ -28,7 +29,7 @@ import {
   greedyDecode,
   nextCache,
 } from './decoding.js';
-import { chunkCallsAreCausal, explainDecoderOnly, explainFeeds } from './explain-runs.js';
+import { chunkCallsAreCausal, explainDecoderOnly, explainFeeds, streamExplainSteps } from './explain-runs.js';
 import { LazyDecoder } from './lazy-session.js';
 import { batchAttentionMask, batchImageFeatures, checkScoreBatch, readLogProbabilities, tileRows } from './scoring.js';
 
@@ -157,6 +158,42 @@ export abstract class DecoderOnlyModel implements FamilyModel {
         textKeys: causalTextKeys(keyCounts, input.imageKeys, exclude),
       },
     };
+  }
+
+  /** Greedy decoding on the explain graph: step n reads the row of its call's last position, q_n = P + n - 1. */
+  async *stream(
+    prepared: PreparedInput,
+    maxNewTokens: number,
+    session: Session,
+    options: { compat: Compat },
+  ): AsyncIterable<StreamedRows> {
+    const input = prepared as MergedPrompt;
+    const P = input.promptIds.length;
+    const exclude = options.compat === 'official' ? this.officialTextExclusions(input) : [];
+    const empty = emptyCache(this.backend, this.cacheShape);
+    const steps = streamExplainSteps({
+      backend: this.backend,
+      session,
+      embed: (ids) => this.embed(ids),
+      prefix: input.embeddings,
+      feeds: (embeddings, cache, pastLength) =>
+        decoderFeeds(this.backend, embeddings, cache ?? empty, pastLength, this.settings.firstPosition),
+      eos: this.settings.eos,
+      maxNewTokens,
+    });
+    let n = 0;
+    for await (const step of steps) {
+      const keyCounts = [P + n++];
+      yield {
+        ...step,
+        layout: {
+          imageKeys: input.imageKeys,
+          grid: this.settings.grid,
+          keyCounts,
+          textKeys: causalTextKeys(keyCounts, input.imageKeys, exclude),
+        },
+      };
+    }
   }
 
   /** Whether the explain run's answer call (after the prefix call, for a prefix LM) is causal among its tokens. */

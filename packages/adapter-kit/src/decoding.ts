@@ -108,11 +108,19 @@ export function argmaxLast(logits: TypedTensor): number {
   return best;
 }
 
+/** One greedy step: the token chosen and the outputs of the call that chose it. */
+export interface GreedyStep {
+  readonly tokenId: number;
+  readonly outputs: Record<string, TypedTensor>;
+  /** Cached positions before this call. */
+  readonly pastLength: number;
+}
+
 /**
  * Greedy decoding with the KV cache: one call over the prefix, then one per
- * new token. Stops at an EOS id (not returned) or after `maxNewTokens`.
+ * new token. Stops at an EOS id (not yielded) or after `maxNewTokens`.
  */
-export async function greedyDecode(options: {
+export async function* greedySteps(options: {
   decoder: Session;
   embed: (ids: readonly number[]) => Promise<Embeddings>;
   prefix: Embeddings;
@@ -120,22 +128,33 @@ export async function greedyDecode(options: {
   feeds: (input: Embeddings, cache: Cache | undefined, pastLength: number) => Record<string, TypedTensor>;
   eos: readonly number[];
   maxNewTokens: number;
-  onProgress?: ProgressCallback;
-}): Promise<number[]> {
-  const { decoder, eos, maxNewTokens, onProgress } = options;
-  const generated: number[] = [];
+  /** The token a call chose: the argmax of its last logits unless the graph chose it itself. */
+  pick?: (outputs: Record<string, TypedTensor>) => number;
+}): AsyncGenerator<GreedyStep> {
+  const { decoder, eos, maxNewTokens } = options;
+  const pick = options.pick ?? ((outputs) => argmaxLast(outputs.logits));
   let cache: Cache | undefined;
   let input = options.prefix;
   let pastLength = 0;
-  while (generated.length < maxNewTokens) {
+  for (let generated = 0; generated < maxNewTokens; generated++) {
     const outputs = await decoder.run(options.feeds(input, cache, pastLength));
-    const next = argmaxLast(outputs.logits);
-    if (eos.includes(next)) break;
-    generated.push(next);
-    onProgress?.({ stage: 'generate', done: generated.length, total: maxNewTokens });
+    const tokenId = pick(outputs);
+    if (eos.includes(tokenId)) return;
+    yield { tokenId, outputs, pastLength };
     pastLength += input.length;
     cache = nextCache(outputs);
-    input = await options.embed([next]);
+    input = await options.embed([tokenId]);
+  }
+}
+
+/** `greedySteps` collected: the generated ids. */
+export async function greedyDecode(
+  options: Parameters<typeof greedySteps>[0] & { onProgress?: ProgressCallback },
+): Promise<number[]> {
+  const generated: number[] = [];
+  for await (const { tokenId } of greedySteps(options)) {
+    generated.push(tokenId);
+    options.onProgress?.({ stage: 'generate', done: generated.length, total: options.maxNewTokens });
   }
   return generated;
 }

@@ -1,10 +1,12 @@
 import type { Backend, Session, TypedTensor } from '@dexar/core';
 import {
+  type Cache,
   type CacheShape,
   concatEmbeddings,
   decoderFeeds,
   type Embeddings,
   emptyCache,
+  greedySteps,
   nextCache,
   sliceEmbeddings,
 } from './decoding.js';
@@ -54,8 +56,59 @@ export function explainFeeds(
 ): Record<string, TypedTensor> {
   return {
     dexar_target_ids: backend.tensor('int64', BigInt64Array.from(targetIds, BigInt), [targetIds.length]),
+    ...queryFeeds(backend, queryPositions),
+  };
+}
+
+/** The query rows alone: what an explain graph built with `greedyTargets` takes (it picks y_n itself). */
+export function queryFeeds(backend: Backend, queryPositions: readonly number[]): Record<string, TypedTensor> {
+  return {
     dexar_query_positions: backend.tensor('int64', BigInt64Array.from(queryPositions, BigInt), [queryPositions.length]),
   };
+}
+
+/** A greedy explain graph's step as explain rows of one token: `[1, layers, heads, keys]`. */
+export interface StreamedStep {
+  readonly tokenId: number;
+  readonly gradientRows: TypedTensor;
+  readonly attentionRows: TypedTensor;
+  readonly logitLens: TypedTensor;
+}
+
+/**
+ * Generation and explanation in one call per token (streaming): greedy decoding with the KV cache
+ * run on an explain graph built with `greedyTargets`, each call asking for the row of its last
+ * position, whose argmax the graph takes as the target. The calls are generation's calls, so the
+ * tokens are generation's tokens; the weights are held once, in the explain graph's session.
+ */
+export async function* streamExplainSteps(o: {
+  backend: Backend;
+  /** The explain graph built with `greedyTargets`. */
+  session: Session;
+  embed: (ids: readonly number[]) => Promise<Embeddings>;
+  prefix: Embeddings;
+  /** The decoder feeds of one call, as generation builds them. */
+  feeds: (input: Embeddings, cache: Cache | undefined, pastLength: number) => Record<string, TypedTensor>;
+  eos: readonly number[];
+  maxNewTokens: number;
+}): AsyncGenerator<StreamedStep> {
+  const steps = greedySteps({
+    ...o,
+    decoder: o.session,
+    feeds: (input, cache, pastLength) => ({
+      ...o.feeds(input, cache, pastLength),
+      ...queryFeeds(o.backend, [input.length - 1]),
+    }),
+    pick: (outputs) => Number(outputs.dexar_target_ids.data[0]),
+  });
+  for await (const { tokenId, outputs } of steps) {
+    yield {
+      tokenId,
+      gradientRows: outputs.dexar_gradient_rows,
+      attentionRows: outputs.dexar_attention_rows,
+      logitLens: outputs.dexar_logit_lens,
+    };
+  }
 }
 
 /**

@@ -16,7 +16,9 @@ export {
   type Embeddings,
   embedTokens,
   emptyCache,
+  type GreedyStep,
   greedyDecode,
+  greedySteps,
   layersOfDecoder,
   nextCache,
   sliceEmbeddings,
@@ -27,7 +29,10 @@ export {
   type ExplainOutputs,
   explainDecoderOnly,
   explainFeeds,
+  queryFeeds,
+  type StreamedStep,
   stackRows,
+  streamExplainSteps,
 } from './explain-runs.js';
 export { type Normalisation, pixelValues } from './image.js';
 export { LazyDecoder } from './lazy-session.js';

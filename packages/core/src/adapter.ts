@@ -77,6 +77,11 @@ export interface ExplainRows {
   readonly layout: TokenLayout;
 }
 
+/** One token of a streamed explanation: the token the model chose and its explain rows (T = 1). */
+export interface StreamedRows extends ExplainRows {
+  readonly tokenId: number;
+}
+
 export interface FamilyModel {
   readonly family: string;
   readonly numLayers: number;
@@ -115,6 +120,18 @@ export interface FamilyModel {
    * several tokens). The pipeline asks once per explain graph and remembers the answer with it.
    */
   answerCallIsCausal(session: Session): Promise<boolean>;
+  /**
+   * Generation and explanation together: greedy decoding with the KV cache on an explain graph
+   * built with `greedyTargets` (the target of each call is the argmax of its own logits), yielding
+   * each generated token with its rows as the call that chose it returns. Stops at EOS (not
+   * yielded) or after `maxNewTokens`. Holds the weights once: the plain decoder is not opened.
+   */
+  stream(
+    input: PreparedInput,
+    maxNewTokens: number,
+    session: Session,
+    options: { compat: Compat },
+  ): AsyncIterable<StreamedRows>;
   /**
    * Optional (evaluation): teacher-forced log-probabilities `log p(y_n | image, prompt, y_<n)` of
    * the targets for each row of a batch of variants of `input`, in one batched run of the vision

@@ -10,8 +10,18 @@ export {
   registerAdapter,
   registeredFamilies,
   type ScoreBatch,
+  type StreamedRows,
 } from './adapter.js';
-export { aggregate, type DexarMaps, type GradientRows } from './aggregate.js';
+export {
+  type Aggregation,
+  aggregate,
+  type DexarMaps,
+  type GradientRows,
+  type RowShape,
+  startAggregation,
+  type TokenAggregate,
+  type TokenRows,
+} from './aggregate.js';
 export { checkConfigLimits } from './config-limits.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
 export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
@@ -40,6 +50,7 @@ export {
   type Explanation,
   type ExplanationMeta,
   ExplanationSchema,
+  heatmapRows,
   toExplanation,
 } from './result.js';
 export {
@@ -50,6 +61,7 @@ export {
   readJson,
   readText,
   type Session,
+  type SessionOptions,
   type TypedTensor,
 } from './runtime.js';
 export { type FloatData, type Tensor, type TensorData, tensor } from './tensor.js';

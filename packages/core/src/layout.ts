@@ -45,28 +45,43 @@ export function causalTextKeys(
   });
 }
 
-export function validateLayout(layout: TokenLayout, steps: number, keysAxis: number): void {
-  const { imageKeys, grid, keyCounts, textKeys } = layout;
-  const fail = (what: string) => {
-    throw new DexarError('invalid-input', `invalid token layout: ${what}`);
-  };
+const invalidLayout = (what: string): never => {
+  throw new DexarError('invalid-input', `invalid token layout: ${what}`);
+};
+
+/** The image span and its grid agree. */
+export function validateGrid(imageKeys: KeySpan, grid: Grid): void {
   if (!(grid.height > 0 && grid.width > 0 && Number.isInteger(grid.height) && Number.isInteger(grid.width))) {
-    fail(`grid ${grid.height} x ${grid.width} must be positive integers`);
+    invalidLayout(`grid ${grid.height} x ${grid.width} must be positive integers`);
   }
   if (imageKeys.end - imageKeys.start !== grid.height * grid.width || imageKeys.start < 0) {
-    fail(
+    invalidLayout(
       `image keys [${imageKeys.start}, ${imageKeys.end}) hold ${imageKeys.end - imageKeys.start} positions but the grid ${grid.height} x ${grid.width} needs ${grid.height * grid.width}`,
     );
   }
-  if (keyCounts.length !== steps || textKeys.length !== steps) {
-    fail(`${steps} gradient steps but ${keyCounts.length} key counts and ${textKeys.length} text key sets`);
+}
+
+/** Step `n` sees `count` keys of the `keysAxis` its rows hold, the whole image among them, and text keys inside them. */
+export function validateStep(
+  imageKeys: KeySpan,
+  n: number,
+  count: number,
+  textKeys: readonly number[],
+  keysAxis: number,
+): void {
+  if (count > keysAxis) invalidLayout(`step ${n} sees ${count} keys but the gradient rows hold only ${keysAxis}`);
+  if (imageKeys.end > count)
+    invalidLayout(`step ${n} sees ${count} keys, fewer than the image keys end ${imageKeys.end}`);
+  for (const k of textKeys) {
+    if (!(k >= 0 && k < count)) invalidLayout(`text key ${k} of step ${n} is outside its ${count} visible keys`);
+    if (k >= imageKeys.start && k < imageKeys.end) invalidLayout(`text key ${k} of step ${n} is an image key`);
   }
-  keyCounts.forEach((count, n) => {
-    if (count > keysAxis) fail(`step ${n} sees ${count} keys but the gradient rows hold only ${keysAxis}`);
-    if (imageKeys.end > count) fail(`step ${n} sees ${count} keys, fewer than the image keys end ${imageKeys.end}`);
-    for (const k of textKeys[n] ?? []) {
-      if (!(k >= 0 && k < count)) fail(`text key ${k} of step ${n} is outside its ${count} visible keys`);
-      if (k >= imageKeys.start && k < imageKeys.end) fail(`text key ${k} of step ${n} is an image key`);
-    }
-  });
+}
+
+/** One key count and one text set per step. */
+export function validateStepCount(layout: TokenLayout, steps: number): void {
+  const { keyCounts, textKeys } = layout;
+  if (keyCounts.length !== steps || textKeys.length !== steps) {
+    invalidLayout(`${steps} gradient steps but ${keyCounts.length} key counts and ${textKeys.length} text key sets`);
+  }
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { DexarMaps } from './aggregate.js';
-import type { TokenLayout } from './layout.js';
+import type { Grid, TokenLayout } from './layout.js';
 import { DexarOptionsSchema } from './options.js';
 import type { FloatData, Tensor } from './tensor.js';
 
@@ -92,12 +92,19 @@ export interface ExplanationMeta {
   };
 }
 
+/** A flat row-major map (from `offset`) as the result's `[gh][gw]` nested arrays. */
+export function heatmapRows(flat: Float64Array, grid: Grid, offset = 0): number[][] {
+  const { height, width } = grid;
+  return Array.from({ length: height }, (_, r) =>
+    Array.from(flat.subarray(offset + r * width, offset + (r + 1) * width)),
+  );
+}
+
 /** Turns the typed-array maps of `aggregate` into the JSON result (nested arrays). */
 export function toExplanation(maps: DexarMaps, meta: ExplanationMeta): Explanation {
   const { height, width } = maps.grid;
   const N = height * width;
-  const grid = (flat: Float64Array, offset: number) =>
-    Array.from({ length: height }, (_, r) => Array.from(flat.subarray(offset + r * width, offset + (r + 1) * width)));
+  const grid = (flat: Float64Array, offset: number) => heatmapRows(flat, maps.grid, offset);
   const T = maps.tokenWeights.length;
   const Lu = maps.layersUsed.length;
   const H = maps.numHeads;

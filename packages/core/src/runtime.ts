@@ -35,10 +35,19 @@ export interface ModelFolder {
 
 export type ResizeFilter = 'bicubic' | 'bilinear';
 
+export interface SessionOptions {
+  /**
+   * Hold each weight once. ONNX Runtime pre-packs the constant weight of every MatMul/Gemm node
+   * into a copy of its own, so a graph whose nodes share weights (the explain graph re-runs each
+   * layer's tail on the query rows) would hold one packed copy per node. Off: no pre-packing.
+   */
+  weightsOnce?: boolean;
+}
+
 export interface Backend {
   readonly name: string;
   /** Opens the ONNX file at `path` in the folder; its external data resolves beside it. */
-  createSession(folder: ModelFolder, path: string): Promise<Session>;
+  createSession(folder: ModelFolder, path: string, options?: SessionOptions): Promise<Session>;
   tensor(type: 'float32', data: Float32Array, dims: readonly number[]): TypedTensor;
   tensor(type: 'int64', data: BigInt64Array, dims: readonly number[]): TypedTensor;
   tensor(type: 'bool', data: Uint8Array, dims: readonly number[]): TypedTensor;

@@ -5,6 +5,7 @@ import {
   type DexarError,
   ExplanationSchema,
   type GradientRows,
+  startAggregation,
   type TokenLayout,
   tensor,
   toExplanation,
@@ -54,6 +55,41 @@ describe.each(conformanceCases)('conformance %s', (name) => {
       expect(maps.tokenWeights[silent]).toBe(0);
     }
   });
+
+  it.each(['official', 'paper'] as const)(
+    'gives each token its final head weights, token weight and maps as its rows arrive (%s)',
+    (compat) => {
+      const gradients = gradientRowsOf(c, compat);
+      const layout = layoutOf(c, compat);
+      const whole = aggregate(gradients, layout, { layerIndex: -2, compat });
+      const [T, L, H, K] = gradients.rows.dims as number[];
+      const aggregation = startAggregation(
+        { layers: gradients.layers, numLayers: gradients.numLayers, heads: H },
+        layout,
+        { layerIndex: -2, compat },
+      );
+      const N = whole.grid.height * whole.grid.width;
+      const perHead = whole.layersUsed.length * H;
+      for (let n = 0; n < T; n++) {
+        // each token's rows in an array of their own, as a streaming run returns them
+        const own = gradients.rows.data.slice(n * L * H * K, (n + 1) * L * H * K);
+        const token = aggregation.addToken({ data: own, offset: 0, keys: K }, layout.keyCounts[n], layout.textKeys[n]);
+        expect(token.tokenWeight).toBe(whole.tokenWeights[n]);
+        expect(Array.from(token.headWeights)).toEqual(
+          Array.from(whole.headWeights.subarray(n * perHead, (n + 1) * perHead)),
+        );
+        if (!token.provisional) {
+          expect(maxAbsDiff(token.perToken, Array.from(whole.perToken.subarray(n * N, (n + 1) * N)))).toBeLessThan(
+            1e-12,
+          );
+          expect(
+            maxAbsDiff(token.perTokenUnfiltered, Array.from(whole.perTokenUnfiltered.subarray(n * N, (n + 1) * N))),
+          ).toBeLessThan(1e-12);
+        }
+      }
+      expect(aggregation.finish()).toEqual(whole);
+    },
+  );
 
   it('produces a result that the shared JSON schema accepts', () => {
     const maps = aggregate(gradientRowsOf(c, 'official'), layoutOf(c, 'official'), {
@@ -171,6 +207,33 @@ describe('edge cases', () => {
     const N = layout.imageKeys.end - layout.imageKeys.start;
     expect(() => aggregate(gradients, layout, { topK: 1e9 })).toThrowError(
       new RegExp(`topK 1000000000 is more than the ${N} image tokens: use a value from 1 to ${N}`),
+    );
+  });
+
+  it('marks a constant official map provisional: its value waits for the global rescale of all tokens', () => {
+    // token 0's image gradients are all 1 (a constant map); token 1 moves the global maximum to 3
+    const { gradients, layout } = synthetic([[[0, 0, 1, 1, 1, 1]], [[0, 0, 0, 3, 0, 0]]]);
+    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1 }, layout, { layerIndex: 0 });
+    const first = aggregation.addToken({ data: gradients.rows.data, offset: 0, keys: 6 }, 6, layout.textKeys[0]);
+    expect(first.provisional).toBe(true);
+    expect(Array.from(first.perTokenUnfiltered)).toEqual([0, 0, 0, 0]); // relu(G) - m with m = M = 1 so far
+    expect(
+      aggregation.addToken({ data: gradients.rows.data, offset: 6, keys: 6 }, 6, layout.textKeys[1]).provisional,
+    ).toBe(false);
+    expect(Array.from(aggregation.finish().perTokenUnfiltered.subarray(0, 4))).toEqual([1 / 3, 1 / 3, 1 / 3, 1 / 3]);
+  });
+
+  it('refuses to finish a token-by-token aggregation that received no token', () => {
+    const { layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
+    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1 }, layout, { layerIndex: 0 });
+    expect(() => aggregation.finish()).toThrowError(/nothing to explain: no token was added/);
+  });
+
+  it('rejects a token whose key count exceeds the keys its rows hold', () => {
+    const { layout } = synthetic([[[0, 0, 1, 0, 0, 0]]]);
+    const aggregation = startAggregation({ layers: [0], numLayers: 1, heads: 1 }, layout, { layerIndex: 0 });
+    expect(() => aggregation.addToken({ data: new Float32Array(6), offset: 0, keys: 6 }, 7, [0, 1])).toThrowError(
+      /step 0 sees 7 keys but the gradient rows hold only 6/,
     );
   });
 

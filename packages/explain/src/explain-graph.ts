@@ -26,6 +26,8 @@ export interface ExplainGraphOptions {
   compat: Compat;
   /** Also the logit lens of every target at every position (gradient-free baselines read it). */
   positionLens: boolean;
+  /** Targets are the argmax of the graph's own logits (streaming: generate and explain in one call). */
+  greedyTargets?: boolean;
 }
 
 /** SHA-256 of a graph file, streamed where the folder can (a decoder may be gigabytes). */
@@ -65,6 +67,8 @@ export async function openExplainGraph(o: {
   const key = await explainCacheKeyFromDigest(o.digest, { ...o.options, attention: model.decoder.attention });
   const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
   const session = await explainGraphSession(o, key, path);
+  // a greedy graph runs one new token per call, and takes no targets to probe with
+  if (o.options.greedyTargets) return { session, key, path, answerCallIsCausal: false };
   const answerCallIsCausal = await probedCausality(folder, model, session, `${path.replace(/\.onnx$/, '')}.json`, key);
   if (!answerCallIsCausal) {
     onProgress?.({
@@ -86,7 +90,7 @@ async function explainGraphSession(
     const bytes = await folder.readBytes(path).catch(() => undefined);
     if (bytes && (await isSealedExplainGraph(bytes, key))) {
       onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
-      const cached = await backend.createSession(folder, path).catch(() => undefined);
+      const cached = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
       if (cached) return cached;
     }
   }
@@ -112,7 +116,7 @@ async function explainGraphSession(
     throw error;
   }
   await folder.writeBytes(path, bytes);
-  return backend.createSession(folder, path);
+  return backend.createSession(folder, path, { weightsOnce: true });
 }
 
 const ProbeRecord = z.strictObject({ key: z.string(), answerCallIsCausal: z.boolean() });

@@ -1,4 +1,5 @@
 import {
+  type Aggregation,
   adapterFor,
   aggregate,
   type Backend,
@@ -6,6 +7,7 @@ import {
   type ExplainRows,
   type Explanation,
   type FamilyModel,
+  heatmapRows,
   layersUsed,
   type ModelFolder,
   type ProgressCallback,
@@ -13,12 +15,22 @@ import {
   type RgbaImage,
   readJson,
   type Session,
+  type StreamedRows,
+  startAggregation,
+  type TokenAggregate,
   type TypedTensor,
   toExplanation,
 } from '@dexar/core';
 import type { z } from 'zod';
 import { type ExplainGraphOptions, graphDigest, type OpenedExplainGraph, openExplainGraph } from './explain-graph.js';
-import { type ExplainRequest, ExplainRequestSchema, type GenerateRequest, GenerateRequestSchema } from './request.js';
+import {
+  type ExplainRequest,
+  ExplainRequestSchema,
+  type GenerateRequest,
+  GenerateRequestSchema,
+  type StreamRequest,
+  StreamRequestSchema,
+} from './request.js';
 
 export interface OpenOptions {
   backend: Backend;
@@ -31,6 +43,36 @@ export interface Generation {
   tokenIds: number[];
   tokens: string[];
 }
+
+/** One generated token of a stream, explained in the call that generated it. */
+export interface StreamedToken {
+  readonly kind: 'token';
+  /** n, from 0. */
+  readonly index: number;
+  readonly token: string;
+  readonly tokenId: number;
+  /** `M_n` and `U_n`, `[gh][gw]`, as the final result's `perTokenHeatmaps[n]` (see `provisional`). */
+  readonly heatmap: number[][];
+  readonly heatmapUnfiltered: number[][];
+  /** `delta_n` (paper Eq. 6): final. */
+  readonly tokenWeight: number;
+  /** `w_{n,l,h}` (paper Eq. 5), `[layersUsed][H]`: final. */
+  readonly headWeights: number[][];
+  /**
+   * `official` mode only, when a map is constant: `official` leaves a constant map unnormalised,
+   * at a value that the rescale over all tokens' gradients sets (quirk 3), so this one is provisional
+   * and the final result holds its value. Every other map is final when it arrives.
+   */
+  readonly provisional: boolean;
+}
+
+/** The end of a stream: the whole explanation, sentence maps included (they need every token). */
+export interface StreamedResult {
+  readonly kind: 'result';
+  readonly explanation: Explanation;
+}
+
+export type StreamEvent = StreamedToken | StreamedResult;
 
 /**
  * A model opened for explanation: its family's sessions, and the explain
@@ -87,8 +129,9 @@ export class Explainer {
   }
 
   /**
-   * DEX-AR for one image and prompt: the given target by teacher forcing, or
-   * the model's greedy answer, explained in one run of the explain graph.
+   * DEX-AR for one image and prompt: the given target by teacher forcing in one run of the explain
+   * graph, or the model's greedy answer, explained while it is generated (`stream`: one session
+   * holds the weights; the stepwise strategy and the position lens generate first instead).
    */
   async explain(image: RgbaImage, request: ExplainRequest): Promise<Explanation> {
     const r = parse(ExplainRequestSchema, request);
@@ -98,6 +141,12 @@ export class Explainer {
         'invalid-options',
         `positionLens needs returnRaw, the single strategy and a decoder-only family (this is ${this.model.family}, ${r.strategy})`,
       );
+    }
+    if (r.target === undefined && r.targetIds === undefined && r.strategy === 'single' && !r.positionLens) {
+      const { prompt, maxNewTokens, returnRaw, headWeights } = r;
+      for await (const event of this.stream(image, { ...options, prompt, maxNewTokens, returnRaw, headWeights })) {
+        if (event.kind === 'result') return event.explanation;
+      }
     }
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
     this.onProgress?.({ stage: 'prepare' });
@@ -140,6 +189,48 @@ export class Explainer {
   }
 
   /**
+   * Explains while generating: greedy decoding runs on an explain graph that takes each target as
+   * the argmax of its own logits, so every call yields the next token and its gradient rows
+   * together (the KV cache carries the past). Yields each token with its map, token weight and head
+   * weights as it is generated, then the whole explanation. The numbers are those of the
+   * teacher-forced single pass over the same tokens (within float32 rounding).
+   */
+  async *stream(image: RgbaImage, request: StreamRequest): AsyncGenerator<StreamEvent> {
+    const r = parse(StreamRequestSchema, request);
+    const options = parseOptions({ layerIndex: r.layerIndex, topK: r.topK, compat: r.compat });
+    const layers = layersUsed(options.layerIndex, this.model.numLayers);
+    this.onProgress?.({ stage: 'prepare' });
+    const input = await this.model.prepare(image, r.prompt);
+    const graph = await this.explainGraph({ layers, compat: options.compat, positionLens: false, greedyTargets: true });
+    let aggregation: Aggregation | undefined;
+    const tokenIds: number[] = [];
+    const steps: StreamedRows[] = []; // kept for the raw rows only
+    for await (const step of this.model.stream(input, r.maxNewTokens, graph.session, { compat: options.compat })) {
+      const [, , heads, keys] = step.gradientRows.dims as number[];
+      aggregation ??= startAggregation({ layers, numLayers: this.model.numLayers, heads }, step.layout, options);
+      const rows = { data: step.gradientRows.data as Float32Array, offset: 0, keys };
+      const maps = aggregation.addToken(rows, step.layout.keyCounts[0], step.layout.textKeys[0]);
+      tokenIds.push(step.tokenId);
+      if (r.returnRaw) steps.push(step);
+      this.onProgress?.({ stage: 'explain', done: tokenIds.length, total: r.maxNewTokens });
+      const [token] = this.model.tokenStrings([step.tokenId]);
+      yield streamedToken(maps, step, tokenIds.length - 1, token, heads);
+    }
+    if (!aggregation) throw emptyAnswer();
+    this.onProgress?.({ stage: 'aggregate' });
+    const explanation = toExplanation(aggregation.finish(), {
+      tokens: this.model.tokenStrings(tokenIds),
+      tokenIds,
+      model: { family: this.model.family, path: this.folder.location },
+      prompt: r.prompt,
+      image: input.image,
+      includeHeadWeights: r.returnRaw || r.headWeights,
+      ...(r.returnRaw ? { raw: { layers, ...stackSteps(steps) } } : {}),
+    });
+    yield { kind: 'result', explanation };
+  }
+
+  /**
    * The authors' loop, for verification: for each token n, the whole model
    * again (image included) over prompt + y_<n, keeping the row of y_n. Costs
    * T full runs where the single pass costs one; the rows must agree.
@@ -160,9 +251,9 @@ export class Explainer {
     }
     const last = steps[T - 1];
     return {
-      gradientRows: lastRows(steps, 'gradientRows', last.gradientRows.dims[3]),
-      attentionRows: lastRows(steps, 'attentionRows', last.attentionRows.dims[3]),
-      logitLens: lastRows(steps, 'logitLens', 0),
+      gradientRows: stackedRows(steps, 'gradientRows', last.gradientRows.dims[3], ownRow),
+      attentionRows: stackedRows(steps, 'attentionRows', last.attentionRows.dims[3], ownRow),
+      logitLens: stackedRows(steps, 'logitLens', 0, ownRow),
       layout: last.layout,
     };
   }
@@ -193,12 +284,7 @@ export class Explainer {
       return ids;
     }
     const ids = await this.model.generate(input, r.maxNewTokens, this.onProgress);
-    if (ids.length === 0) {
-      throw new DexarError(
-        'empty-target',
-        'the model answered with end-of-sequence at once, so there is nothing to explain: give a --target',
-      );
-    }
+    if (ids.length === 0) throw emptyAnswer();
     return ids;
   }
 
@@ -209,7 +295,7 @@ export class Explainer {
   private async explainGraph(options: ExplainGraphOptions): Promise<OpenedExplainGraph> {
     this.decoderDigest ??= graphDigest(this.folder, this.model.decoder.path);
     const digest = await this.decoderDigest;
-    const id = `${options.layers.join(',')}|${options.compat}|${options.positionLens}`;
+    const id = `${options.layers.join(',')}|${options.compat}|${options.positionLens}|${options.greedyTargets ?? false}`;
     let graph = this.explainGraphs.get(id);
     if (!graph) {
       graph = openExplainGraph({
@@ -227,14 +313,65 @@ export class Explainer {
   }
 }
 
+const emptyAnswer = () =>
+  new DexarError(
+    'empty-target',
+    'the model answered with end-of-sequence at once, so there is nothing to explain: give a --target',
+  );
+
+function streamedToken(
+  maps: TokenAggregate,
+  step: StreamedRows,
+  index: number,
+  token: string,
+  heads: number,
+): StreamedToken {
+  const { grid } = step.layout;
+  const layersUsed = maps.headWeights.length / heads;
+  return {
+    kind: 'token',
+    index,
+    token,
+    tokenId: step.tokenId,
+    heatmap: heatmapRows(maps.perToken, grid),
+    heatmapUnfiltered: heatmapRows(maps.perTokenUnfiltered, grid),
+    tokenWeight: maps.tokenWeight,
+    headWeights: Array.from({ length: layersUsed }, (_, u) =>
+      Array.from(maps.headWeights.subarray(u * heads, (u + 1) * heads)),
+    ),
+    provisional: maps.provisional,
+  };
+}
+
+/** A stream's one-token steps as one explain run's raw rows and layout, `[T, layers, heads, keys]` (zero-padded keys). */
+function stackSteps(steps: readonly StreamedRows[]) {
+  const last = steps[steps.length - 1] as StreamedRows;
+  return {
+    layout: {
+      imageKeys: last.layout.imageKeys,
+      grid: last.layout.grid,
+      keyCounts: steps.flatMap((s) => s.layout.keyCounts),
+      textKeys: steps.flatMap((s) => s.layout.textKeys),
+    },
+    gradientRows: stackedRows(steps, 'gradientRows', last.gradientRows.dims[3], onlyRow) as never,
+    attentionRows: stackedRows(steps, 'attentionRows', last.attentionRows.dims[3], onlyRow) as never,
+  };
+}
+
 /**
- * Row n of step n's output, for every step, stacked into `[T, ...]`; with `keys`,
- * the last axis is zero-padded to it (a step sees fewer keys than the last).
+ * Row `row(n)` of step n's output, for every step, stacked into `[T, ...]`; with `keys`, the last
+ * axis is zero-padded to it (a step sees fewer keys than the last).
  */
-function lastRows(
+/** Step n of the stepwise loop explains prefix y_0..y_n: its row n is y_n's. */
+const ownRow = (n: number) => n;
+/** A streamed step explains one token. */
+const onlyRow = () => 0;
+
+function stackedRows(
   steps: readonly ExplainRows[],
   name: 'gradientRows' | 'attentionRows' | 'logitLens',
   keys: number,
+  row: (n: number) => number,
 ): TypedTensor {
   const inner = steps[0][name].dims.slice(1, keys ? -1 : undefined);
   const width = inner.reduce((a, b) => a * b, 1);
@@ -244,8 +381,8 @@ function lastRows(
     const t = step[name];
     const k = keys ? t.dims[t.dims.length - 1] : 1;
     const data = t.data as Float32Array;
-    for (let i = 0; i < width; i++)
-      out.set(data.subarray((n * width + i) * k, (n * width + i + 1) * k), (n * width + i) * K);
+    const from = row(n) * width;
+    for (let i = 0; i < width; i++) out.set(data.subarray((from + i) * k, (from + i + 1) * k), (n * width + i) * K);
   });
   return { type: 'float32', dims: [steps.length, ...inner, ...(keys ? [keys] : [])], data: out };
 }

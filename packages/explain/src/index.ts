@@ -1,8 +1,17 @@
 export { type ExplainGraphOptions, graphDigest, openExplainGraph } from './explain-graph.js';
-export { Explainer, type Generation, type OpenOptions } from './explainer.js';
+export {
+  Explainer,
+  type Generation,
+  type OpenOptions,
+  type StreamEvent,
+  type StreamedResult,
+  type StreamedToken,
+} from './explainer.js';
 export {
   type ExplainRequest,
   ExplainRequestSchema,
   type GenerateRequest,
   GenerateRequestSchema,
+  type StreamRequest,
+  StreamRequestSchema,
 } from './request.js';

@@ -27,3 +27,14 @@ export const GenerateRequestSchema = z.strictObject({
   maxNewTokens: z.number().int().positive().default(32),
 });
 export type GenerateRequest = z.input<typeof GenerateRequestSchema>;
+
+/** A streamed explanation: the model's own greedy answer, each token explained as it is generated. */
+export const StreamRequestSchema = DexarOptionsSchema.extend({
+  prompt: z.string(),
+  maxNewTokens: z.number().int().positive().default(32),
+  /** Add the raw gradient and attention rows and the head weights to the final result. */
+  returnRaw: z.boolean().default(false),
+  /** Add the head weights to the final result. */
+  headWeights: z.boolean().default(false),
+});
+export type StreamRequest = z.input<typeof StreamRequestSchema>;

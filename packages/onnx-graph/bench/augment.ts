@@ -5,15 +5,17 @@
  *   pnpm --filter @dexar/onnx-graph bench
  *
  * The graph is generated here (bench/llama-graph.ts) and written to a temporary file; each
- * measurement runs in a fresh Node process (read bytes -> buildExplainGraph -> write bytes) so that
- * its peak RSS is its own. When tools/fixtures has generated fixtures/scale/llava-7b-graph, that
- * graph is measured too. Targets: under 10 s and under 1 GiB.
+ * measurement runs in a fresh Node process (read bytes -> buildExplainGraph -> write bytes) whose
+ * peak RSS, read from VmHWM (tools/bench/peak-resident.ts), is its own. When tools/fixtures has
+ * generated fixtures/scale/llava-7b-graph, that graph is measured too. Targets: under 10 s and under
+ * 1 GiB.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { peakResidentBytes } from '../../../tools/bench/peak-resident.js';
 import { buildExplainGraph } from '../src/explain/explain.js';
 import { readModel, writeModel } from '../src/model.js';
 import { buildLlamaDecoder, LLAVA_7B } from './llama-graph.js';
@@ -61,7 +63,7 @@ function worker(file: string, label: string, layerSpec: string): void {
     buildMs: t2 - t1,
     writeMs: t3 - t2,
     totalMs: t3 - t0,
-    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    peakRssMiB: peakResidentBytes() / 2 ** 20,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

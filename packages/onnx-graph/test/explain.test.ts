@@ -204,6 +204,35 @@ describe('explain graph on a generated Llama decoder (grouped-query attention)',
     expect(await explainCacheKey(bytes, { ...opts, positionLens: true })).not.toBe(key);
   });
 
+  it('optionally takes the targets as the argmax of its own logits at the query rows (greedyTargets)', async () => {
+    const layers = [0, 1, 2];
+    const embeds = randomEmbeds(7);
+    const greedy = buildExplainGraph(source, { layers, compat: 'official', attention: 'self', greedyTargets: true });
+    expect(greedy.model.graph.inputs.map((v) => v.name)).not.toContain('dexar_target_ids');
+    const { dexar_target_ids: _, ...feeds } = feedsFor(greedy.model, embeds, DataType.FLOAT);
+    const out = await runModel(writeModel(greedy.model), feeds);
+    const logits = tensorValues(out.logits as ort.Tensor);
+    const argmax = QUERIES.map((q) => {
+      const row = logits.slice(q * SMALL.vocab, (q + 1) * SMALL.vocab);
+      return row.indexOf(Math.max(...row));
+    });
+    expect(tensorValues(out.dexar_target_ids as ort.Tensor)).toEqual(argmax);
+    // the rows are those of the teacher-forced graph fed the same targets, bit for bit
+    const plain = buildExplainGraph(source, { layers, compat: 'official', attention: 'self' });
+    const forced = await runModel(writeModel(plain.model), {
+      ...feeds,
+      dexar_target_ids: makeOrtTensor(DataType.INT64, [argmax.length], argmax),
+    });
+    for (const name of Object.values(EXPLAIN_OUTPUTS)) {
+      expect(tensorValues(out[name] as ort.Tensor)).toEqual(tensorValues(forced[name] as ort.Tensor));
+    }
+    const bytes = readFileSync(fixtureFile('llava-tiny', 'decoder_model_merged.onnx'));
+    const opts = { layers: [0, 1], compat: 'official', attention: 'self' } as const;
+    const key = await explainCacheKey(bytes, opts);
+    expect(await explainCacheKey(bytes, { ...opts, greedyTargets: false })).toBe(key);
+    expect(await explainCacheKey(bytes, { ...opts, greedyTargets: true })).not.toBe(key);
+  });
+
   it('gives the same rows for the same decoder exported at opsets 14, 18 and 21', async () => {
     const embeds = randomEmbeds(6);
     const rows = async (opset: number) => {

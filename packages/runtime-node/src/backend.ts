@@ -1,4 +1,11 @@
-import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
+import {
+  type Backend,
+  DexarError,
+  type ModelFolder,
+  type Session,
+  type SessionOptions,
+  type TypedTensor,
+} from '@dexar/core';
 import * as ort from 'onnxruntime-node';
 import { checkRegularFile } from './files.js';
 import { NodeModelFolder } from './folder.js';
@@ -48,7 +55,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
   quietOnnxRuntime();
   return {
     name: `onnxruntime-node (${executionProvider})`,
-    async createSession(folder: ModelFolder, path: string): Promise<Session> {
+    async createSession(folder: ModelFolder, path: string, sessionOptions: SessionOptions = {}): Promise<Session> {
       if (!(folder instanceof NodeModelFolder)) {
         throw new TypeError('the Node backend opens sessions from folders made by openModelFolder()');
       }
@@ -66,6 +73,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           executionProviders: [executionProvider],
           graphOptimizationLevel: 'all',
           ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+          ...(sessionOptions.weightsOnce ? { extra: { session: { disable_prepacking: '1' } } } : {}),
         });
         return {
           inputNames: session.inputNames,

@@ -160,6 +160,23 @@ describe('sessions', () => {
     await session.release();
   });
 
+  it('opens a graph holding each weight once (no pre-packing) with the same outputs', async () => {
+    const backend = nodeBackend({ threads: 1 });
+    const folder = await openModelFolder(llavaTiny);
+    const [packed, once] = await Promise.all([
+      backend.createSession(folder, 'onnx/vision_encoder.onnx'),
+      backend.createSession(folder, 'onnx/vision_encoder.onnx', { weightsOnce: true }),
+    ]);
+    const pixels = Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i));
+    const feeds = { pixel_values: backend.tensor('float32', pixels, [1, 3, 64, 64]) };
+    const [a, b] = await Promise.all([packed.run(feeds), once.run(feeds)]);
+    const x = a.image_features.data as Float32Array;
+    const y = b.image_features.data as Float32Array;
+    expect(y.length).toBe(x.length);
+    expect(Math.max(...x.map((v, i) => Math.abs(v - (y[i] as number))))).toBeLessThan(1e-5); // the same products, blocked alike or not
+    await Promise.all([packed.release(), once.release()]);
+  });
+
   it('explains how to get CUDA when its provider is missing', async () => {
     const backend = nodeBackend({ executionProvider: 'cuda' });
     await expect(

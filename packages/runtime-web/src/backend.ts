@@ -1,4 +1,11 @@
-import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
+import {
+  type Backend,
+  DexarError,
+  type ModelFolder,
+  type Session,
+  type SessionOptions,
+  type TypedTensor,
+} from '@dexar/core';
 import type * as Ort from 'onnxruntime-web';
 import { WebModelFolder } from './folder.js';
 import { decodeImage, resizeImage } from './image.js';
@@ -107,7 +114,11 @@ export async function webBackend(options: WebBackendOptions = {}): Promise<WebBa
 
   const info: WebBackendInfo = { executionProvider, threads, crossOriginIsolated: isolated, notices };
 
-  const createSession = async (folder: ModelFolder, path: string): Promise<Session> => {
+  const createSession = async (
+    folder: ModelFolder,
+    path: string,
+    sessionOptions: SessionOptions = {},
+  ): Promise<Session> => {
     if (!(await folder.exists(path))) {
       throw new DexarError(
         'missing-file',
@@ -121,6 +132,7 @@ export async function webBackend(options: WebBackendOptions = {}): Promise<WebBa
         executionProviders: providers,
         graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
         ...(externalData.length ? { externalData } : {}),
+        ...(sessionOptions.weightsOnce ? { extra: { session: { disable_prepacking: '1' } } } : {}),
       });
     let session: Ort.InferenceSession;
     try {

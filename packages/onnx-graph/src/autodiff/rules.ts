@@ -56,6 +56,20 @@ function swapLast(b: GraphBuilder, x: string, r: number): string {
   return b.op('Transpose', [x], { perm });
 }
 
+/**
+ * `x · wᵀ` for x `[..., N]` and a matrix w `[K, N]`, as one Gemm with `transB` over the rows of x
+ * flattened to `[M, N]`. `MatMul(x, Transpose(w))` computes the same, but a runtime folds the
+ * Transpose of a constant weight into a transposed copy of it: the backward pass through a
+ * layer's weights would hold every weight twice. Gemm reads w transposed where it lies.
+ */
+function timesTransposed(b: GraphBuilder, x: string, w: string): string {
+  const dim = (t: string, axis: number) => b.op('Slice', [b.shapeOf(t), b.int64s([axis]), b.int64s([axis + 1])]);
+  const rows = b.op('Reshape', [x, b.op('Concat', [b.int64s([-1]), dim(w, 1)], { axis: 0 })]); // [M, N]
+  const product = b.op('Gemm', [rows, w], { transB: 1 }); // [M, K]
+  const outer = b.op('Slice', [b.shapeOf(x), b.int64s([0]), b.int64s([-1])]);
+  return b.op('Reshape', [product, b.op('Concat', [outer, dim(w, 0)], { axis: 0 })]);
+}
+
 /** Reads the reduction axes of a Reduce* node: constant list, tensor name, or undefined (= all). */
 function reduceAxes(ctx: VjpContext): number[] | string | undefined {
   const { node, b } = ctx;
@@ -448,7 +462,8 @@ export const VJP_RULES: Readonly<Record<string, VjpRule>> = {
     if (rc === 1) g2 = b.unsqueeze(g2, [-1]);
     const out: (string | undefined)[] = [undefined, undefined];
     if (ctx.needs(0)) {
-      const da = unbroadcast(b, b.op('MatMul', [g2, swapLast(b, c2, rc2)]), a2);
+      const product = rc === 2 ? timesTransposed(b, g2, c) : b.op('MatMul', [g2, swapLast(b, c2, rc2)]);
+      const da = unbroadcast(b, product, a2);
       out[0] = ra === 1 ? b.op('Reshape', [da, b.shapeOf(a)]) : da;
     }
     if (ctx.needs(1)) {

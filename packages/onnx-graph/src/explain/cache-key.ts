@@ -4,7 +4,7 @@ import type { ExplainOptions } from './explain.js';
  * Version of the explain-graph construction. Bump it whenever the emitted graph changes, so caches
  * keyed by `explainCacheKey` are invalidated.
  */
-export const EXPLAIN_GRAPH_VERSION = 2;
+export const EXPLAIN_GRAPH_VERSION = 4;
 
 interface SubtleLike {
   digest(algorithm: string, data: Uint8Array): Promise<ArrayBuffer>;
@@ -37,8 +37,9 @@ export async function explainCacheKeyFromDigest(sourceSha256: Uint8Array, option
     layers: [...options.layers],
     compat: options.compat,
     attention: options.attention,
-    // only when on, so the default explain graph keeps its key
+    // each only when on, so the default explain graph keeps its key
     ...(options.positionLens ? { positionLens: true } : {}),
+    ...(options.greedyTargets ? { greedyTargets: true } : {}),
   });
   const source = sourceSha256;
   const tail = new TextEncoder().encode(`\u0000dexar-explain\u0000${opts}`);

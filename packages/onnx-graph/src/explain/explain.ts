@@ -57,6 +57,12 @@ export interface ExplainOptions {
    * once at every layer (the model's own head). Off by default; part of the cache key when on.
    */
   positionLens?: boolean;
+  /**
+   * Greedy targets inside the graph: `dexar_target_ids` is no input but an output, y_n =
+   * argmax_v logits[q_n, v] (the first maximum, as greedy decoding takes it), so one call
+   * generates a token and explains it (streaming). Off by default; part of the cache key when on.
+   */
+  greedyTargets?: boolean;
 }
 
 export interface ExplainGraph {
@@ -97,8 +103,8 @@ function validate(options: ExplainOptions, layerCount: number): void {
  * Builds the DEX-AR "explain" graph from a decoder graph (see dexar-algorithm.md, "Why one forward
  * pass is enough"). The returned model keeps every original input and output and adds:
  *
- * - inputs `dexar_target_ids` int64 [T] (the tokens y_n) and `dexar_query_positions` int64 [T]
- *   (q_n, positions on this call's sequence axis);
+ * - inputs `dexar_target_ids` int64 [T] (the tokens y_n; an output instead with `greedyTargets`)
+ *   and `dexar_query_positions` int64 [T] (q_n, positions on this call's sequence axis);
  * - `dexar_attention_rows` float32 [T, layers, H, K]: A_l[:, q_n, :];
  * - `dexar_gradient_rows` float32 [T, layers, H, K]: d z_{n,l} / d A_l[:, q_n, :], unclamped;
  * - `dexar_logit_lens` float32 [T, layers]: z_{n,l} = [W_lm FinalNorm(h_l[q_n])]_{y_n} (+ the
@@ -151,11 +157,24 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): Explain
       throw new InvalidOptionsError(`the model already has a tensor named ${name}; it is an explain graph already`);
     }
   }
-  addGraphInput(model, EXPLAIN_INPUTS.targetIds, DataType.INT64, [TARGET_AXIS]);
-  addGraphInput(model, EXPLAIN_INPUTS.queryPositions, DataType.INT64, [TARGET_AXIS]);
-  const b = new GraphBuilder(model, { prefix: 'dexar' });
   const ids = EXPLAIN_INPUTS.targetIds;
   const qpos = EXPLAIN_INPUTS.queryPositions;
+  if (!options.greedyTargets) addGraphInput(model, ids, DataType.INT64, [TARGET_AXIS]);
+  addGraphInput(model, qpos, DataType.INT64, [TARGET_AXIS]);
+  const b = new GraphBuilder(model, { prefix: 'dexar' });
+  if (options.greedyTargets) {
+    // y_n = argmax_v logits[0, q_n, v]: [1, S, V] -> [1, T, V] -> [T]; ONNX ArgMax keeps the first maximum
+    const atQueries = b.op('Gather', [hooks.lmHead.logits, qpos], { axis: 1 });
+    const argmax = b.op('ArgMax', [b.cast(atQueries, DataType.FLOAT)], { axis: -1, keepdims: 0 });
+    g.addNode({
+      name: g.uniqueNodeName('dexar/greedy_targets'),
+      opType: 'Reshape',
+      input: [argmax, b.int64s([-1])],
+      output: [ids],
+    });
+    b.shapes.run([g.nodes[g.nodes.length - 1] as NodeProto]);
+    addGraphOutput(model, ids, DataType.INT64, [TARGET_AXIS]);
+  }
 
   // LM head rows of the targets: [T, D]
   const head = hooks.lmHead;

@@ -76,7 +76,7 @@ interface EncodedInput extends PreparedInput {
 /**
  * Florence-2: DaViT features, then a BART-like encoder over [image features,
  * task prompt]; DEX-AR differentiates the decoder's CROSS-attention to it
- * (dexar-algorithm.md, per-family table). The decoder context is
+ * (docs/algorithm.md, per-family table). The decoder context is
  * `decoder_start_token_id` then `forced_bos_token_id`, as in generation.
  */
 class Florence2Model implements FamilyModel {

@@ -98,7 +98,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
 
   abstract prepare(image: RgbaImage, prompt: string): Promise<MergedPrompt>;
 
-  /** Keys the authors' code leaves out of the text set in `official` mode (dexar-algorithm.md, quirk 2). */
+  /** Keys the authors' code leaves out of the text set in `official` mode (docs/algorithm.md, quirk 2). */
   protected abstract officialTextExclusions(input: MergedPrompt): number[];
 
   tokenizeTarget(text: string): number[] {

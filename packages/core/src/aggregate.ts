@@ -3,7 +3,7 @@ import { type Grid, type TokenLayout, validateGrid, validateStep, validateStepCo
 import { type DexarOptions, type DexarOptionsInput, layersUsed, parseOptions } from './options.js';
 import type { FloatData, Tensor } from './tensor.js';
 
-/** The raw signal of dexar-algorithm.md, "Per-layer gradient". */
+/** The raw signal of docs/algorithm.md, "Per-layer gradient". */
 export interface GradientRows {
   /** `G_{n,l}[h, k] = d z_{n,l} / d A_l[h, q_n, k]`, unclamped. `[T, layers, heads, keys]`; keys past `keyCounts[n]` are ignored. */
   readonly rows: Tensor<FloatData>;
@@ -39,7 +39,7 @@ export interface DexarMaps {
 /**
  * DEX-AR aggregation (paper Eqs. 5 and 6) from raw gradient rows to per-token
  * maps, token weights and sentence maps, in one of the two compat modes of
- * dexar-algorithm.md. Reads each input row once (it stays in cache between its
+ * docs/algorithm.md. Reads each input row once (it stays in cache between its
  * uses) and never copies the input.
  */
 export function aggregate(gradients: GradientRows, layout: TokenLayout, options: DexarOptionsInput = {}): DexarMaps {
@@ -213,7 +213,7 @@ export function startAggregation(
       });
 
       // Sentence maps: `official` sums the maps before their per-token
-      // normalisation, `paper` after it (dexar-algorithm.md).
+      // normalisation, `paper` after it (docs/algorithm.md).
       const sentence = new Float64Array(N);
       const sentenceUnfiltered = new Float64Array(N);
       const accumulateSentence = () => {

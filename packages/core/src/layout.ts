@@ -28,7 +28,7 @@ export interface TokenLayout {
 /**
  * Text keys of a causal decoder at step n: every visible non-image key, less
  * `exclude` (the authors' code leaves out the first key after the image for
- * LLaVA: dexar-algorithm.md, quirk 2).
+ * LLaVA: docs/algorithm.md, quirk 2).
  */
 export function causalTextKeys(
   keyCounts: readonly number[],

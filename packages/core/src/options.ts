@@ -3,7 +3,7 @@ import { DexarError } from './errors.js';
 
 /**
  * `official` reproduces the authors' code, quirks included; `paper` follows the
- * published equations (dexar-algorithm.md, "Maps, token weights and the sentence map").
+ * published equations (docs/algorithm.md, "Maps, token weights and the sentence map").
  */
 export const CompatSchema = z.enum(['official', 'paper']);
 export type Compat = z.infer<typeof CompatSchema>;

@@ -10,7 +10,7 @@ const map3d = z.array(map2d);
 /**
  * The JSON form of one explanation, shared by the library, the CLI
  * (`result.json`, `--json`) and the demo's export. Field names follow
- * dexar-algorithm.md, "Outputs".
+ * docs/algorithm.md, "Outputs".
  */
 export const ExplanationSchema = z
   .strictObject({

@@ -245,7 +245,7 @@ for (const m of [dexar, dexarUnfiltered, attention, gradXAttention, logitLensIma
 /**
  * The token layout of an explanation made with `returnRaw`: image keys from the raw rows, key counts
  * from the cropped row lengths, text keys every other visible key, less the first key after the
- * image for the LLaVA family in `official` mode (dexar-algorithm.md, quirk 2).
+ * image for the LLaVA family in `official` mode (docs/algorithm.md, quirk 2).
  */
 export function layoutFromExplanation(explanation: Explanation): TokenLayout {
   const raw = explanation.raw;

@@ -100,7 +100,7 @@ function validate(options: ExplainOptions, layerCount: number): void {
 }
 
 /**
- * Builds the DEX-AR "explain" graph from a decoder graph (see dexar-algorithm.md, "Why one forward
+ * Builds the DEX-AR "explain" graph from a decoder graph (see docs/algorithm.md, "Why one forward
  * pass is enough"). The returned model keeps every original input and output and adds:
  *
  * - inputs `dexar_target_ids` int64 [T] (the tokens y_n; an output instead with `greedyTargets`)

@@ -153,7 +153,11 @@ export async function publishFolder<T>(out: string, fill: (dir: string) => Promi
   };
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
   try {
-    await mkdir(staging, { recursive: true }).catch((error) => Promise.reject(outputError(out, error)));
+    // the parent first, then the staging folder alone: a recursive mkdir on a read-only mount
+    // reports ENOENT where the single one reports EROFS
+    await mkdir(dirname(target), { recursive: true })
+      .then(() => mkdir(staging))
+      .catch((error) => Promise.reject(outputError(out, error)));
     const value = await fill(staging);
     await checkOutputFolder(out); // again: nothing foreign may have arrived while the files were made
     const hasFiles = (await readdir(target).catch(() => [])).length > 0;

@@ -22,6 +22,22 @@ export function dexar(...args: string[]): Promise<Run> {
   });
 }
 
+/**
+ * `dexar` with `readOnly` mounted read-only (a bind mount in a user and mount namespace of its own,
+ * so it binds root too, whom file permissions do not), and `env` added to the environment.
+ */
+export function dexarOnReadOnlyMount(readOnly: string, env: Record<string, string>, ...args: string[]): Promise<Run> {
+  const script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec node "$@"';
+  return new Promise((resolve) => {
+    execFile(
+      'unshare',
+      ['--map-root-user', '--mount', 'sh', '-c', script, readOnly, bin, ...args],
+      { maxBuffer: 64 << 20, env: { ...process.env, ...env } },
+      (error, stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
+    );
+  });
+}
+
 /** A usage error: exit 2 and one line on stderr that names the problem. */
 export function expectUsageError(run: Run, message: RegExp): void {
   expect(run.code).toBe(2);

@@ -9,8 +9,8 @@ import { checkRegularFile, FILE_LIMITS, type ReadLimit, readRegularFile } from '
 /** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (`decoder_model_merged_fp16.onnx`). */
 export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
 
-/** A file dexar derives from a model and caches with it: an explain graph. */
-const isDerived = (path: string) => /\.dexar-[0-9a-f]+\.onnx$/.test(path);
+/** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
+const isDerived = (path: string) => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);
 
 /**
  * Where derived files go when the model folder cannot take them (read-only, or something else at

@@ -13,8 +13,8 @@ export interface WebFolderOptions {
   store?: DerivedStore;
 }
 
-/** A derived file's path: an explain graph the Explainer wrote (`NAME.dexar-KEY.onnx`). */
-const isDerived = (path: string) => /\.dexar-[0-9a-f]+\.onnx$/.test(path);
+/** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
+const isDerived = (path: string) => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);
 
 /**
  * A model folder in the browser. The model's own files come from a source

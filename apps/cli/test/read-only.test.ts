@@ -41,7 +41,10 @@ describe('read-only mounts', () => {
       {},
       ...['explain', '--model', model, '--image', referenceImage, '--target', 'a red circle', '--out', out, '--quiet'],
     );
-    expectUsageError(run, /^dexar: error: cannot write --out .* \(the location is read-only\): pick a writable folder$/m);
+    expectUsageError(
+      run,
+      /^dexar: error: cannot write --out .* \(the location is read-only\): pick a writable folder$/m,
+    );
     expect(await readdir(parent)).toEqual([]);
   });
 });

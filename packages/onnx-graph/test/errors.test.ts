@@ -149,6 +149,17 @@ describe('malformed inputs give typed, one-line errors', () => {
     expectError(() => findDecoderHooks(m, { attention: 'self' }), UnsupportedModelError, /control-flow If/);
   });
 
+  it('a merged decoder without past inputs to tell its branches apart is refused before any work', () => {
+    const m = readModel(decoderBytes());
+    m.graph.proto.input = m.graph.inputs.filter((v) => !v.name?.startsWith('past_key_values.'));
+    m.graph.addNode({ name: 'optimum::if', opType: 'If', input: ['use_cache_branch'], output: ['branch'] });
+    expectError(
+      () => buildExplainGraph(m, { layers: [0], compat: 'official', attention: 'self' }),
+      UnsupportedModelError,
+      /merges its branches with an If on use_cache_branch but has no past_key_values\.\* input/,
+    );
+  });
+
   it('a layer whose structure differs from the others is named', () => {
     const m = buildLlamaDecoder({
       layers: 3,

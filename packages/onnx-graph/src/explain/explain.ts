@@ -119,6 +119,13 @@ function validate(options: ExplainOptions, layerCount: number): void {
 export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): ExplainGraph {
   const merged = source.graph.nodes.some((n) => n.opType === 'If' && n.input?.[0] === USE_CACHE_BRANCH);
   if (!merged) return explainPlainDecoder(readModel(writeModel(source)), options);
+  // the condition generation feeds, computed from the cache: past_key_values.*: [B, kv, past, d]
+  const past = source.graph.inputs.find((v) => v.name?.startsWith('past_key_values.'))?.name;
+  if (!past) {
+    throw new UnsupportedModelError(
+      `the decoder merges its branches with an If on ${USE_CACHE_BRANCH} but has no past_key_values.* input to tell them apart`,
+    );
+  }
   const branch = (withPast: boolean) => {
     const model = readModel(writeModel(source));
     specializeIf(model, USE_CACHE_BRANCH, withPast);
@@ -128,13 +135,6 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
   const withoutPast = branch(false);
   const shared = new Set((source.graph.proto.initializer ?? []).map((t) => t.name ?? ''));
   const model = mergeUnderIf(withPast.model, withoutPast.model, USE_CACHE_BRANCH, shared);
-  // the condition generation feeds, computed from the cache: past_key_values.*: [B, kv, past, d]
-  const past = model.graph.inputs.find((v) => v.name?.startsWith('past_key_values.'))?.name;
-  if (!past) {
-    throw new UnsupportedModelError(
-      `the decoder merges its branches with an If on ${USE_CACHE_BRANCH} but has no past_key_values.* input to tell them apart`,
-    );
-  }
   const b = new GraphBuilder(model, { prefix: 'dexar/use_cache_branch' });
   const pastLength = b.op('Gather', [b.shapeOf(past), b.int64s([2])], { axis: 0 });
   b.model.graph.addNode({

@@ -114,13 +114,11 @@ export abstract class DecoderOnlyModel implements FamilyModel {
   }
 
   async generate(input: PreparedInput, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]> {
-    const empty = emptyCache(this.backend, this.cacheShape);
     return greedyDecode({
       decoder: await this.sessions.decoder.get(),
       embed: (ids) => this.embed(ids),
       prefix: (input as MergedPrompt).embeddings,
-      feeds: (embeddings, cache, pastLength) =>
-        decoderFeeds(this.backend, embeddings, cache ?? empty, pastLength, this.settings.firstPosition),
+      feeds: (embeddings, cache, pastLength) => this.callFeeds(embeddings, cache, pastLength),
       eos: this.settings.eos,
       maxNewTokens,
       ...(onProgress ? { onProgress } : {}),
@@ -170,14 +168,12 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     const input = prepared as MergedPrompt;
     const P = input.promptIds.length;
     const exclude = options.compat === 'official' ? this.officialTextExclusions(input) : [];
-    const empty = emptyCache(this.backend, this.cacheShape);
     const steps = streamExplainSteps({
       backend: this.backend,
       session,
       embed: (ids) => this.embed(ids),
       prefix: input.embeddings,
-      feeds: (embeddings, cache, pastLength) =>
-        decoderFeeds(this.backend, embeddings, cache ?? empty, pastLength, this.settings.firstPosition),
+      feeds: (embeddings, cache, pastLength) => this.callFeeds(embeddings, cache, pastLength),
       eos: this.settings.eos,
       maxNewTokens,
     });
@@ -323,6 +319,12 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       imageKeys: { start: imageStart, end: imageStart + count },
       pixels,
     };
+  }
+
+  /** The feeds of one generation call over `embeddings` after `pastLength` cached positions (an empty cache first). */
+  private callFeeds(embeddings: Embeddings, cache: Cache | undefined, pastLength: number) {
+    const past = cache ?? emptyCache(this.backend, this.cacheShape);
+    return decoderFeeds(this.backend, embeddings, past, pastLength, this.settings.firstPosition);
   }
 
   protected embed(ids: readonly number[]): Promise<Embeddings> {

@@ -22,6 +22,16 @@ describe(name, () => {
     expect(model.numLayers).toBe(4);
   });
 
+  it('refuses one-token-per-call explanation (a decoder whose calls are not causal) in one typed line', async () => {
+    const c = referenceCases(name)[0];
+    const input = await model.prepare(await caseImage(c), c.prompt);
+    const explain = model.explain(input, c.target_ids, undefined as never, { compat: 'official', perToken: true });
+    await expect(explain).rejects.toMatchObject({
+      code: 'unsupported-graph',
+      message: expect.stringMatching(/calls over several tokens are not causal.*export the decoder with a causal/),
+    });
+  });
+
   describe.each(referenceCases(name))('$name', (c) => {
     it('expands the task, places grid and prompt on the encoder axis and tokenises the target as the reference does', async () => {
       const image = await caseImage(c);

@@ -56,6 +56,7 @@ export {
 export {
   type Backend,
   type DType,
+  isDerivedFile,
   type ModelFolder,
   type ResizeFilter,
   readJson,
@@ -63,5 +64,7 @@ export {
   type Session,
   type SessionOptions,
   type TypedTensor,
+  type Variant,
+  variantPath,
 } from './runtime.js';
 export { type FloatData, type Tensor, type TensorData, tensor } from './tensor.js';

@@ -8,6 +8,7 @@
 // a target, streamed: target <= 1.25). Medians of 5 runs
 // after untimed warm-up runs (up to 10, for at most 1.5 s: on the small shapes model V8's JIT made
 // the first 8 explanations 2-3x slower than the rest); the explain graphs are built before timing.
+// Generation, explanation and streaming run in turns, each mode on an Explainer of its own.
 //
 // Peak RSS is each mode's own: every mode runs in a child process that reads VmHWM
 // (tools/bench/peak-resident.ts; getrusage's maxRSS would report the bench process's own peak).
@@ -47,17 +48,27 @@ const models: BenchModel[] = [
 ];
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  const warmupStart = performance.now();
-  for (let i = 0; i < WARMUP.runs && performance.now() - warmupStart < WARMUP.ms; i++) await fn();
-  const samples: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const start = performance.now();
-    await fn();
-    samples.push(performance.now() - start);
+/**
+ * Median times of modes run in turns (after each one's warm-up runs), so that a burst of load on
+ * a shared machine falls on all of them alike and their ratios hold.
+ */
+async function timeTogether<K extends string>(fns: Record<K, () => Promise<unknown>>): Promise<Record<K, number>> {
+  const modes = Object.entries(fns) as [K, () => Promise<unknown>][];
+  for (const [, fn] of modes) {
+    const warmupStart = performance.now();
+    for (let i = 0; i < WARMUP.runs && performance.now() - warmupStart < WARMUP.ms; i++) await fn();
   }
-  return median(samples);
+  const samples = new Map<K, number[]>(modes.map(([mode]) => [mode, []]));
+  for (let i = 0; i < RUNS; i++) {
+    for (const [mode, fn] of modes) {
+      const start = performance.now();
+      await fn();
+      samples.get(mode)?.push(performance.now() - start);
+    }
+  }
+  return Object.fromEntries(modes.map(([mode]) => [mode, median(samples.get(mode) ?? [])])) as Record<K, number>;
 }
+const time = async (fn: () => Promise<unknown>) => (await timeTogether({ fn })).fn;
 
 function exampleImage(): Promise<RgbaImage> {
   return decodeImage(new Uint8Array(readFileSync(`${root}examples/shapes/example.png`)));
@@ -138,16 +149,25 @@ async function bench(model: BenchModel) {
     );
     return;
   }
-  const explainer = await Explainer.open({ backend: nodeBackend(), folder: await openModelFolder(model.dir) });
+  // one Explainer per mode: an Explainer holds one decoder session at a time, and the modes take turns
+  const open = async () => Explainer.open({ backend: nodeBackend(), folder: await openModelFolder(model.dir) });
+  const [explainer, generator, streamer] = [await open(), await open(), await open()];
   const image = await exampleImage();
   await explainer.prepare(); // build and cache the explain graph (default options) before timing
-  const generated = await explainer.generate(image, { prompt: model.prompt, maxNewTokens: 20 });
+  const generated = await generator.generate(image, { prompt: model.prompt, maxNewTokens: 20 });
   const ids =
     generated.tokenIds.length > 1 ? generated.tokenIds : explainer.model.tokenizeTarget(model.longTarget).slice(0, 20);
-  const tGenerate = await time(() => explainer.generate(image, { prompt: model.prompt, maxNewTokens: ids.length }));
-  const tExplain = await time(() => explainer.explain(image, { prompt: model.prompt, targetIds: ids }));
-  // the stream generates the same greedy tokens (its calls are generation's), explaining each
-  const tStream = await time(() => explainer.explain(image, { prompt: model.prompt, maxNewTokens: ids.length }));
+  const {
+    generate: tGenerate,
+    explain: tExplain,
+    stream: tStream,
+  } = await timeTogether({
+    generate: () => generator.generate(image, { prompt: model.prompt, maxNewTokens: ids.length }),
+    explain: () => explainer.explain(image, { prompt: model.prompt, targetIds: ids }),
+    // the stream generates the same greedy tokens (its calls are generation's), explaining each
+    stream: () => streamer.explain(image, { prompt: model.prompt, maxNewTokens: ids.length }),
+  });
+  await Promise.all([generator.release(), streamer.release()]);
   const ids20 = [...explainer.model.tokenizeTarget(model.longTarget), ...ids].slice(0, 20);
   const tSingle = await time(() => explainer.explain(image, { prompt: model.prompt, targetIds: ids20 }));
   const tStepwise = await time(() =>

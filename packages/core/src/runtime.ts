@@ -1,12 +1,14 @@
+/**
+ * `@dexar/core/runtime`: the contract between adapters and runtimes (onnxruntime-common's split).
+ * An adapter drives sessions through a `Backend`; `runtime-node` and `runtime-web` implement it;
+ * nothing else changes between Node and the browser.
+ */
 import { DexarError } from './errors.js';
 import type { RgbaImage } from './render/heatmap.js';
 import type { Tensor } from './tensor.js';
 
-/**
- * The contract between adapters and runtimes (onnxruntime-common's split):
- * an adapter drives sessions through a `Backend`; `runtime-node` and
- * `runtime-web` implement it; nothing else changes between Node and the browser.
- */
+export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
+
 export type DType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
 
 /** A tensor with its element type, as sessions take and return it (an `ort.Tensor` is one). */
@@ -14,8 +16,13 @@ export interface TypedTensor extends Tensor {
   readonly type: string;
 }
 
+/** Shapes of a graph's inputs as the graph declares them: a number per fixed dim, a name per symbolic one. */
+export type GraphInputShapes = Readonly<Record<string, readonly (number | string)[]>>;
+
 export interface Session {
   readonly inputNames: readonly string[];
+  /** The declared shapes of the inputs, where the runtime reports them (contract checks read them). */
+  readonly inputShapes?: GraphInputShapes;
   readonly outputNames: readonly string[];
   run(feeds: Readonly<Record<string, TypedTensor>>): Promise<Record<string, TypedTensor>>;
   release(): Promise<void>;
@@ -32,8 +39,6 @@ export interface ModelFolder {
   /** SHA-256 of a file, where the folder can hash it without holding it in memory (a decoder may be gigabytes). */
   sha256?(path: string): Promise<Uint8Array>;
 }
-
-export type ResizeFilter = 'bicubic' | 'bilinear';
 
 export interface SessionOptions {
   /**
@@ -53,8 +58,6 @@ export interface Backend {
   tensor(type: 'bool', data: Uint8Array, dims: readonly number[]): TypedTensor;
   /** Decodes PNG, JPEG or WebP bytes to RGBA with EXIF orientation applied. */
   decodeImage(bytes: Uint8Array): Promise<RgbaImage>;
-  /** Resizes RGBA with PIL's filter semantics (antialiased when shrinking). */
-  resizeImage(image: RgbaImage, width: number, height: number, filter: ResizeFilter): Promise<RgbaImage>;
 }
 
 export async function readText(folder: ModelFolder, path: string): Promise<string> {
@@ -86,4 +89,20 @@ export async function readJson(folder: ModelFolder, path: string): Promise<unkno
       `${folder.location}/${path} is not valid JSON (${where}): re-export or re-download the model`,
     );
   }
+}
+
+/** A session's inputs with their declared shapes (empty where the runtime does not report them). */
+export function inputShapesOf(session: Session): GraphInputShapes {
+  return session.inputShapes ?? Object.fromEntries(session.inputNames.map((name) => [name, []]));
+}
+
+/** `GraphInputShapes` from ONNX Runtime's `session.inputMetadata` (the same in onnxruntime-node and -web). */
+export function inputShapesFromMetadata(
+  metadata: readonly {
+    readonly name: string;
+    readonly isTensor: boolean;
+    readonly shape?: readonly (number | string)[];
+  }[],
+): GraphInputShapes {
+  return Object.fromEntries(metadata.map((m) => [m.name, m.isTensor ? [...(m.shape ?? [])] : []]));
 }

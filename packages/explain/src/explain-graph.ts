@@ -1,20 +1,22 @@
+import { type Compat, DexarError } from '@dexar/core';
+import type { FamilyModel, ProgressCallback } from '@dexar/core/adapter';
 import {
   type Backend,
-  type Compat,
-  DexarError,
-  type FamilyModel,
+  type GraphInputShapes,
+  inputShapesOf,
   type ModelFolder,
-  type ProgressCallback,
   readJson,
   type Session,
-} from '@dexar/core';
+} from '@dexar/core/runtime';
 import {
   buildExplainGraph,
   explainCacheKeyFromDigest,
   isSealedExplainGraph,
   OnnxGraphError,
+  type OnnxModel,
   readModel,
   sealExplainGraph,
+  toNumber,
   writeModel,
 } from '@dexar/onnx-graph';
 import { z } from 'zod';
@@ -91,7 +93,7 @@ async function explainGraphSession(
     if (bytes && (await isSealedExplainGraph(bytes, key))) {
       onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
       const cached = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
-      if (cached) return cached;
+      if (cached) return checkedSession(model, cached, path);
     }
   }
   const { layers, compat, positionLens } = options;
@@ -101,7 +103,10 @@ async function explainGraphSession(
   });
   let bytes: Uint8Array;
   try {
-    const graph = buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), {
+    const decoder = readModel(await folder.readBytes(model.decoder.path));
+    // the config's layer count and cache shape against the graph, before anything is built on them
+    model.checkDecoder(declaredInputs(decoder), model.decoder.path);
+    const graph = buildExplainGraph(decoder, {
       ...options,
       attention: model.decoder.attention,
     });
@@ -116,7 +121,30 @@ async function explainGraphSession(
     throw error;
   }
   await folder.writeBytes(path, bytes);
-  return backend.createSession(folder, path, { weightsOnce: true });
+  return checkedSession(model, await backend.createSession(folder, path, { weightsOnce: true }), path);
+}
+
+/** The explain graph's session once its inputs pass the family's check (a cached graph may predate an edited config). */
+async function checkedSession(model: FamilyModel, session: Session, path: string): Promise<Session> {
+  try {
+    model.checkDecoder(inputShapesOf(session), path);
+    return session;
+  } catch (error) {
+    await session.release();
+    throw error;
+  }
+}
+
+/** A graph's inputs with their declared shapes, as a session reports them. */
+function declaredInputs(model: OnnxModel): GraphInputShapes {
+  return Object.fromEntries(
+    model.graph.inputs.map((input) => [
+      input.name ?? '',
+      (input.type?.tensorType?.shape?.dim ?? []).map((d) =>
+        d.dimParam ? d.dimParam : Object.hasOwn(d, 'dimValue') ? toNumber(d.dimValue) : '?',
+      ),
+    ]),
+  );
 }
 
 const ProbeRecord = z.strictObject({ key: z.string(), answerCallIsCausal: z.boolean() });

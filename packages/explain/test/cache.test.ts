@@ -2,7 +2,7 @@ import '@dexar/adapter-llava';
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ProgressEvent } from '@dexar/core';
+import type { ProgressEvent } from '@dexar/core/adapter';
 import { isSealedExplainGraph } from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { describe, expect, it } from 'vitest';

@@ -3,11 +3,13 @@ import { createReadStream, existsSync } from 'node:fs';
 import { access, mkdir, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { DexarError, type ModelFolder } from '@dexar/core';
+import { DexarError } from '@dexar/core';
+import type { ModelFolder } from '@dexar/core/runtime';
 import { checkRegularFile, FILE_LIMITS, type ReadLimit, readRegularFile } from './files.js';
 
 /** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (`decoder_model_merged_fp16.onnx`). */
-export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
+export const VARIANTS = ['fp32', 'fp16', 'q4', 'q8', 'quantized', 'int8', 'uint8', 'bnb4', 'q4f16'] as const;
+export type Variant = (typeof VARIANTS)[number];
 
 /** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
 const isDerived = (path: string) => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);

@@ -1,4 +1,11 @@
 export { MAX_THREADS, type NodeBackendOptions, nodeBackend } from './backend.js';
 export { checkRegularFile, FILE_LIMITS, type ReadLimit, readRegularFile } from './files.js';
-export { NodeModelFolder, openModelFolder, userCacheDirectory, type Variant, writeAtomically } from './folder.js';
-export { decodeImage, encodePng, resizeImage } from './image.js';
+export {
+  NodeModelFolder,
+  openModelFolder,
+  userCacheDirectory,
+  VARIANTS,
+  type Variant,
+  writeAtomically,
+} from './folder.js';
+export { decodeImage, encodePng } from './image.js';

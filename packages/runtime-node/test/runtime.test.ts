@@ -7,14 +7,7 @@ import { promisify } from 'node:util';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import {
-  decodeImage,
-  NodeModelFolder,
-  nodeBackend,
-  openModelFolder,
-  resizeImage,
-  writeAtomically,
-} from '../src/index.js';
+import { decodeImage, NodeModelFolder, nodeBackend, openModelFolder, writeAtomically } from '../src/index.js';
 
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
 const llavaTiny = fileURLToPath(new URL('../../../fixtures/models/llava-tiny', import.meta.url));
@@ -52,13 +45,6 @@ describe('images', () => {
     await expect(decodeImage(new TextEncoder().encode('not an image'))).rejects.toThrowError(
       /^cannot decode the image \(.*\): give a PNG, JPEG or WebP file$/,
     );
-  });
-
-  it('resizes with the requested size and keeps RGBA', async () => {
-    const image = await decodeImage(new Uint8Array(await source().png().toBuffer()));
-    const big = await resizeImage(image, 6, 4, 'bicubic');
-    expect([big.width, big.height, big.data.length]).toEqual([6, 4, 96]);
-    expect(Array.from(big.data.subarray(0, 4))).toEqual([255, 0, 0, 255]);
   });
 });
 

@@ -1,4 +1,5 @@
-import { DexarError, type ModelFolder } from '@dexar/core';
+import { DexarError } from '@dexar/core';
+import type { ModelFolder } from '@dexar/core/runtime';
 import { type DerivedStore, derivedStore } from './cache.js';
 
 /** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (as in `@dexar/runtime-node`). */

@@ -37,7 +37,7 @@ export interface DecoderOnlyExplain {
   /**
    * Prefix-LM families whose export has no `token_type_ids` (PaliGemma): a
    * call with an empty past is bidirectional, so the prompt runs alone and the
-   * answer follows with its past (docs/algorithm.md, teacher-forcing context).
+   * answer follows with its past (docs/algorithm.md, "Per family").
    */
   prefixCall: boolean;
   /**

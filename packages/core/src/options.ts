@@ -5,7 +5,7 @@ import { DexarError } from './errors.js';
 
 /**
  * `official` reproduces the authors' code, quirks included; `paper` follows the
- * published equations (docs/algorithm.md, "Maps, token weights and the sentence map").
+ * published equations (docs/algorithm.md, "Maps").
  */
 export type Compat = 'official' | 'paper';
 
@@ -13,7 +13,7 @@ export type Compat = 'official' | 'paper';
 export interface DexarOptions {
   /**
    * First decoder layer aggregated; a negative value counts from the end (`L + layerIndex`, clamped
-   * to 0, as the authors' code does). docs/algorithm.md, "Which layers".
+   * to 0, as the authors' code does). docs/algorithm.md, "Layers".
    * @defaultValue -10
    */
   readonly layerIndex: number;

@@ -102,9 +102,12 @@ function largestDifference(a: Explanation, b: Explanation, filteredOnly = false)
 const TOLERANCE = 0;
 
 describe('the adapter of docs/adapters.md', () => {
-  it('compiles as written (strict, no skipLibCheck) and exports a ModelAdapter', () => {
+  it('compiles as written (strict, no skipLibCheck), also for bundlers, and exports a ModelAdapter', async () => {
     expect(adapter.family).toBe('toyvlm');
     expect(adapter.modelTypes).toEqual(['toyvlm']);
+    const tsc = join(root, 'node_modules/typescript/bin/tsc');
+    const bundler = ['--module', 'preserve', '--moduleResolution', 'bundler', '--noEmit'];
+    await expect(run('node', [tsc, '-p', toyvlm, ...bundler])).resolves.toMatchObject({ stdout: '' });
   });
 
   it('explains through the library like the built-in adapter, given or discovered', async () => {

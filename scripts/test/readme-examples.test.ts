@@ -5,7 +5,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-// @ts-expect-error: a plain ES module of the scripts folder, without declarations
 import { publishedPackages, readmeExamples } from '../readme-examples.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));

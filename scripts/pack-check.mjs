@@ -1,39 +1,93 @@
-// Proves every public package installs and imports from its npm tarball in an
-// empty folder: `pnpm pack` each one (workspace versions resolved), `npm
-// install` the tarballs together, then import each and check its exports.
+// Proves every published package (packages/* and the `dexar` CLI) works from its npm tarball in an
+// empty project: `pnpm pack` each one (workspace versions resolved), `npm install` the tarballs
+// together, import each, run every README example there (TypeScript through tsx, JavaScript with
+// node, shell blocks with the installed `dexar`), and run `dexar explain` from a folder that holds
+// nothing else, on the built-in model the CLI package carries.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { publishedPackages, readmeExamples } from './readme-examples.mjs';
 
 const root = resolve(import.meta.dirname, '..');
-const packages = readdirSync(join(root, 'packages'))
-  .map((dir) => join(root, 'packages', dir))
-  .filter((dir) => existsSync(join(dir, 'package.json')))
-  .map((dir) => ({ dir, manifest: JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) }))
-  .filter(({ manifest }) => !manifest.private);
+/** What the CLI tarball may weigh with its built-in model (1.9 MB of graphs and tokenizer). */
+const CLI_TARBALL_LIMIT = 4 << 20;
+const packages = publishedPackages(root);
+const started = Date.now();
+const seconds = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
 const work = mkdtempSync(join(tmpdir(), 'dexar-pack-'));
 try {
-  const tarballs = packages.map(({ dir }) => {
-    const out = execFileSync('pnpm', ['pack', '--pack-destination', work], {
-      cwd: dir,
-      encoding: 'utf8',
-    });
-    return out.trim().split('\n').at(-1);
+  const tarballs = packages.map(({ dir, manifest }) => {
+    const out = execFileSync('pnpm', ['pack', '--pack-destination', work], { cwd: join(root, dir), encoding: 'utf8' });
+    const tarball = out.trim().split('\n').at(-1);
+    const size = statSync(tarball).size;
+    console.log(`${manifest.name}: ${(size / 1024).toFixed(0)} KB packed`);
+    if (manifest.name === 'dexar' && size > CLI_TARBALL_LIMIT) {
+      throw new Error(`the dexar tarball is ${size} bytes, over ${CLI_TARBALL_LIMIT}: what did it take along?`);
+    }
+    return tarball;
   });
   const app = join(work, 'app');
-  execFileSync('mkdir', ['-p', app]);
+  mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'pack-check', private: true, type: 'module' }));
   execFileSync('npm', ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs], {
     cwd: app,
     stdio: 'inherit',
   });
-  for (const { manifest } of packages) {
-    const script = `const m = await import(${JSON.stringify(manifest.name)}); const n = Object.keys(m).length; if (!n) throw new Error('no exports'); console.log('${manifest.name}: ' + n + ' exports');`;
+  console.log(`pack-check: installed ${packages.length} tarballs (${seconds()})`);
+  for (const { manifest } of packages.filter(({ manifest }) => manifest.exports)) {
+    const script = `const m = await import(${JSON.stringify(manifest.name)}); if (!Object.keys(m).length) throw new Error('${manifest.name}: no exports');`;
     execFileSync('node', ['--input-type=module', '-e', script], { cwd: app, stdio: 'inherit' });
   }
-  console.log(`pack-check: ${packages.length} packages install and import from their tarballs`);
+
+  // `npx dexar explain` from a folder with nothing in it: the built-in model comes with the package
+  const elsewhere = join(work, 'elsewhere');
+  mkdirSync(elsewhere);
+  execFileSync(join(app, 'node_modules/.bin/dexar'), ['explain', '--quiet', '--out', join(elsewhere, 'out')], {
+    cwd: elsewhere,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  statSync(join(elsewhere, 'out', 'result.json'));
+  console.log(`pack-check: dexar explain ran from an empty folder on its built-in model (${seconds()})`);
+
+  // the README examples, in the project, on copies of the files they name
+  for (const path of ['examples/shapes', 'datasets/shapes-heldout', 'models/shapes-llava']) {
+    cpSync(join(root, path), join(app, path), { recursive: true, filter: (src) => !/\.dexar-/.test(src) });
+  }
+  for (const model of ['llava-tiny', 'paligemma-tiny', 'florence2-tiny']) {
+    cpSync(join(root, 'fixtures/models', model), join(app, 'fixtures/models', model), {
+      recursive: true,
+      filter: (src) => !/\.dexar-/.test(src),
+    });
+    cpSync(
+      join(root, 'fixtures/references', model, 'case0/image.png'),
+      join(app, 'fixtures/references', model, 'case0/image.png'),
+    );
+  }
+  const env = { ...process.env, PATH: `${join(app, 'node_modules/.bin')}:${process.env.PATH}` };
+  const run = {
+    ts: (file) => ['node', [join(root, 'node_modules/tsx/dist/cli.mjs'), file]],
+    js: (file) => ['node', [file]],
+    sh: (file) => ['bash', ['-e', file]],
+  };
+  const examples = readmeExamples(root).filter((e) => !e.browser);
+  for (const e of examples) {
+    const file = join(
+      app,
+      `${e.name.replace(/\W+/g, '-')}-${e.index}.${e.lang === 'ts' ? 'ts' : e.lang === 'js' ? 'mjs' : 'sh'}`,
+    );
+    writeFileSync(file, e.code);
+    const [command, args] = run[e.lang](file);
+    try {
+      execFileSync(command, args, { cwd: app, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (error) {
+      throw new Error(`${e.dir}/README.md example ${e.index} fails from the installed packages:\n${error.stderr}`);
+    }
+  }
+  console.log(
+    `pack-check: ${packages.length} packages install from their tarballs and run their ${examples.length} README examples (${seconds()})`,
+  );
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

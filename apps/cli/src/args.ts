@@ -1,5 +1,6 @@
-/** Argument handling shared by `dexar` and `dexar eval`: one-line usage errors and exit codes. */
-import { DexarError } from '@dexar/core';
+/** Argument handling shared by `dexar` and `dexar eval`: the shared options, one-line usage errors and exit codes. */
+import { DEFAULT_OPTIONS, DexarError } from '@dexar/core';
+import { MAX_THREADS, VARIANTS } from '@dexar/runtime-node';
 
 /** A usage error (exit 2) whose one line ends by pointing at the command's help. */
 export function usageError(message: string, help: string): DexarError {
@@ -61,4 +62,116 @@ export function reportFailure(error: unknown, debug: boolean, help: string): num
   process.stderr.write(`dexar: error: ${message}${parseError ? ` (see ${help})` : ''}\n`);
   if (debug) process.stderr.write(`${(error as Error).stack}\n`);
   return parseError || (error instanceof DexarError && error.isUsageError) ? 2 : 1;
+}
+
+/** One command-line option: what `parseArgs` needs, and its line in the help. */
+export interface OptionSpec {
+  readonly type: 'string' | 'boolean';
+  readonly short?: string;
+  readonly multiple?: boolean;
+  /** The option as the help shows it (`--model DIR`). */
+  readonly usage: string;
+  /** Its help text; further lines indent under it. */
+  readonly help: string;
+}
+
+/** The options `dexar` and `dexar eval` share: one table, so both parse and document them alike. */
+export const SHARED_OPTIONS = {
+  model: {
+    type: 'string',
+    usage: '--model DIR',
+    help: 'model folder (transformers.js layout); default: the built-in shapes model',
+  },
+  adapter: {
+    type: 'string',
+    multiple: true,
+    usage: '--adapter PKG',
+    help: 'load a model-family adapter: a package name (resolved from the working folder)\nor a path to its folder or module; repeatable',
+  },
+  variant: {
+    type: 'string',
+    usage: '--variant NAME',
+    help: `graph variant by file-name suffix: ${VARIANTS.join(', ')} (default fp32)`,
+  },
+  'layer-index': {
+    type: 'string',
+    usage: '--layer-index I',
+    help: `first layer used, negative from the end (default ${DEFAULT_OPTIONS.layerIndex})`,
+  },
+  'top-k': {
+    type: 'string',
+    usage: '--top-k K',
+    help: `head score: mean of the top-k gradients (default ${DEFAULT_OPTIONS.topK})`,
+  },
+  compat: {
+    type: 'string',
+    usage: '--compat MODE',
+    help: "official (the authors' code, default) or paper (the published equations)",
+  },
+  device: { type: 'string', usage: '--device D', help: 'cpu (default) or cuda' },
+  threads: { type: 'string', usage: '--threads N', help: `ONNX Runtime intra-op threads (1 to ${MAX_THREADS})` },
+  quiet: { type: 'boolean', usage: '--quiet', help: 'no progress on stderr' },
+  debug: { type: 'boolean', usage: '--debug', help: 'show stack traces' },
+  help: { type: 'boolean', short: 'h', usage: '-h, --help', help: 'this help' },
+} as const satisfies Record<string, OptionSpec>;
+
+/** The help lines of an option table, aligned. */
+export function optionHelp(table: Readonly<Record<string, OptionSpec>>): string {
+  const width = Math.max(...Object.values(table).map((o) => o.usage.length)) + 2;
+  return Object.values(table)
+    .map((o) => {
+      const [first, ...rest] = o.help.split('\n');
+      return [`  ${o.usage.padEnd(width)}${first}`, ...rest.map((line) => `  ${' '.repeat(width)}${line}`)].join('\n');
+    })
+    .join('\n');
+}
+
+/** A value from a fixed set, or a usage error listing the set. */
+export function oneOf<T extends string>(
+  name: string,
+  value: string | undefined,
+  allowed: readonly T[],
+  help: string,
+): T | undefined {
+  if (value === undefined) return undefined;
+  if (!allowed.includes(value as T)) {
+    throw usageError(`--${name} must be one of ${allowed.join(', ')}, got ${quoted(value)}`, help);
+  }
+  return value as T;
+}
+
+/** The shared options' values, checked: the model folder, its adapters, the backend and the DEX-AR options. */
+export function sharedValues(values: SharedValues, help: string) {
+  const executionProvider = oneOf('device', values.device, ['cpu', 'cuda'] as const, help);
+  const threads = integer('threads', values.threads, help, { min: 1, max: MAX_THREADS });
+  const layerIndex = integer('layer-index', values['layer-index'], help);
+  const topK = integer('top-k', values['top-k'], help, { min: 1, max: Number.MAX_SAFE_INTEGER });
+  const compat = oneOf('compat', values.compat, ['official', 'paper'] as const, help);
+  const variant = oneOf('variant', values.variant, VARIANTS, help);
+  return {
+    model: values.model,
+    adapters: values.adapter ?? [],
+    ...(variant ? { variant } : {}),
+    backend: {
+      ...(executionProvider ? { executionProvider } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+    },
+    dexar: {
+      ...(layerIndex !== undefined ? { layerIndex } : {}),
+      ...(topK !== undefined ? { topK } : {}),
+      ...(compat ? { compat } : {}),
+    },
+  };
+}
+
+/** What `parseArgs` returns for the shared options. */
+export interface SharedValues {
+  model?: string | undefined;
+  adapter?: string[] | undefined;
+  variant?: string | undefined;
+  'layer-index'?: string | undefined;
+  'top-k'?: string | undefined;
+  compat?: string | undefined;
+  device?: string | undefined;
+  threads?: string | undefined;
 }

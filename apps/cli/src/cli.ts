@@ -2,13 +2,68 @@ import { parseArgs } from 'node:util';
 import { DexarError, type Explanation } from '@dexar/core';
 import { methodFor, withMethod } from '@dexar/eval';
 import type { StreamEvent } from '@dexar/explain';
-import { MAX_THREADS, readRegularFile } from '@dexar/runtime-node';
-import { integer, joinNegativeValues, MAX_TEXT_CHARS, quoted, reportFailure, text, usageError } from './args.js';
+import { readRegularFile } from '@dexar/runtime-node';
+import { loadAdapters } from './adapters.js';
+import {
+  integer,
+  joinNegativeValues,
+  MAX_TEXT_CHARS,
+  type OptionSpec,
+  oneOf,
+  optionHelp,
+  reportFailure,
+  SHARED_OPTIONS,
+  sharedValues,
+  text,
+  usageError,
+} from './args.js';
 import { builtin } from './builtin.js';
 import { evalMain } from './eval.js';
 import { loadImage, openExplainer } from './library.js';
 import { checkOutputFolder, writeOutputs } from './outputs.js';
 import { stderrProgress } from './progress.js';
+
+/** The options of explain, generate and prepare; the shared ones follow them in the help. */
+const OWN_OPTIONS = {
+  image: { type: 'string', usage: '--image FILE', help: 'PNG, JPEG or WebP; default: the built-in example' },
+  prompt: {
+    type: 'string',
+    usage: '--prompt TEXT',
+    help: 'prompt holding the image placeholder; default: "USER: <image>\\nDescribe the image. ASSISTANT:"',
+  },
+  'prompt-file': { type: 'string', usage: '--prompt-file FILE', help: 'read the prompt from a UTF-8 file instead' },
+  target: {
+    type: 'string',
+    usage: '--target TEXT',
+    help: 'explain this text (teacher forcing) instead of the generated answer',
+  },
+  'target-file': { type: 'string', usage: '--target-file FILE', help: 'read the target from a UTF-8 file instead' },
+  'max-new-tokens': { type: 'string', usage: '--max-new-tokens N', help: 'generation limit (default 32)' },
+  strategy: {
+    type: 'string',
+    usage: '--strategy S',
+    help: 'single (one pass, default) or stepwise (one run per token, for checking)',
+  },
+  method: {
+    type: 'string',
+    usage: '--method M',
+    help: 'dexar (default), dexar-unfiltered, attention, grad-x-attention, logit-lens-image\n(decoder-only families) or random: the maps of another method in the same\nresult (dexar eval compares them)',
+  },
+  stream: {
+    type: 'boolean',
+    usage: '--stream',
+    help: 'explain while generating: print each token and its weight as it is\ngenerated, then write the same files (not with --target or --strategy)',
+  },
+  raw: {
+    type: 'boolean',
+    usage: '--raw',
+    help: 'add raw gradient and attention rows, text sets and head weights to result.json',
+  },
+  out: { type: 'string', usage: '--out DIR', help: 'output folder (default dexar-out)' },
+  json: { type: 'boolean', usage: '--json', help: 'print the result JSON on stdout and nothing else there' },
+} as const satisfies Record<string, OptionSpec>;
+
+const OPTIONS = { ...OWN_OPTIONS, ...SHARED_OPTIONS };
 
 const USAGE = `usage: dexar <command> [options]
 
@@ -20,65 +75,9 @@ commands:
   eval       evaluate explanation methods (DEX-AR and baselines) on a dataset; dexar eval --help
 
 options:
-  --model DIR           model folder (transformers.js layout); default: the built-in shapes model
-  --variant NAME        graph variant by file-name suffix: fp32 (default), fp16, q4, q8, quantized
-  --image FILE          PNG, JPEG or WebP; default: the built-in example
-  --prompt TEXT         prompt holding the image placeholder; default: "USER: <image>\\nDescribe the image. ASSISTANT:"
-  --prompt-file FILE    read the prompt from a UTF-8 file instead
-  --target TEXT         explain this text (teacher forcing) instead of the generated answer
-  --target-file FILE    read the target from a UTF-8 file instead
-  --max-new-tokens N    generation limit (default 32)
-  --layer-index I       first layer used, negative from the end (default -10)
-  --top-k K             head score: mean of the top-k gradients (default 1)
-  --compat MODE         official (the authors' code, default) or paper (the published equations)
-  --strategy S          single (one pass, default) or stepwise (one run per token, for checking)
-  --method M            dexar (default), dexar-unfiltered, attention, grad-x-attention, logit-lens-image
-                        (decoder-only families) or random: the maps of another method in the same
-                        result (dexar eval compares them)
-  --stream              explain while generating: print each token and its weight as it is
-                        generated, then write the same files (not with --target or --strategy)
-  --raw                 add raw gradient and attention rows and head weights to result.json
-  --out DIR             output folder (default dexar-out)
-  --json                print the result JSON on stdout and nothing else there
-  --device D            cpu (default) or cuda
-  --threads N           ONNX Runtime intra-op threads (1 to 256)
-  --quiet               no progress on stderr
-  --debug               show stack traces
-  -h, --help            this help`;
-
-const options = {
-  model: { type: 'string' },
-  variant: { type: 'string' },
-  image: { type: 'string' },
-  prompt: { type: 'string' },
-  'prompt-file': { type: 'string' },
-  target: { type: 'string' },
-  'target-file': { type: 'string' },
-  'max-new-tokens': { type: 'string' },
-  'layer-index': { type: 'string' },
-  'top-k': { type: 'string' },
-  compat: { type: 'string' },
-  strategy: { type: 'string' },
-  stream: { type: 'boolean' },
-  raw: { type: 'boolean' },
-  method: { type: 'string' },
-  out: { type: 'string' },
-  json: { type: 'boolean' },
-  device: { type: 'string' },
-  threads: { type: 'string' },
-  quiet: { type: 'boolean' },
-  debug: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+${optionHelp(OPTIONS)}`;
 
 const HELP = 'dexar --help';
-
-function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T | undefined {
-  if (value === undefined) return undefined;
-  if (!allowed.includes(value as T))
-    throw usageError(`--${name} must be one of ${allowed.join(', ')}, got ${quoted(value)}`, HELP);
-  return value as T;
-}
 
 /** `--NAME TEXT` or `--NAME-file FILE` (not both), within the text limit. */
 async function textOption(values: Record<string, unknown>, name: 'prompt' | 'target'): Promise<string | undefined> {
@@ -103,8 +102,8 @@ export async function main(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
     const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv, options),
-      options,
+      args: joinNegativeValues(argv, OPTIONS),
+      options: OPTIONS,
       allowPositionals: true,
       strict: true,
     });
@@ -120,26 +119,11 @@ export async function main(argv: string[]): Promise<number> {
         HELP,
       );
     }
-    const executionProvider = oneOf('device', values.device, ['cpu', 'cuda'] as const);
-    const threads = integer('threads', values.threads, HELP, { min: 1, max: MAX_THREADS });
-    const variant = oneOf('variant', values.variant, [
-      'fp32',
-      'fp16',
-      'q4',
-      'q8',
-      'quantized',
-      'int8',
-      'uint8',
-      'bnb4',
-      'q4f16',
-    ] as const);
-    const layerIndex = integer('layer-index', values['layer-index'], HELP);
-    const topK = integer('top-k', values['top-k'], HELP, { min: 1, max: Number.MAX_SAFE_INTEGER });
+    const shared = sharedValues(values, HELP);
     const maxNewTokens = integer('max-new-tokens', values['max-new-tokens'], HELP, { min: 1, max: MAX_TEXT_CHARS });
     const promptText = await textOption(values, 'prompt');
     const target = await textOption(values, 'target');
-    const compat = oneOf('compat', values.compat, ['official', 'paper'] as const);
-    const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const);
+    const strategy = oneOf('strategy', values.strategy, ['single', 'stepwise'] as const, HELP);
     const positionLens = values.method !== undefined && methodFor(values.method).needsPositionLens === true;
     if (values.stream) {
       const clash = [
@@ -153,15 +137,16 @@ export async function main(argv: string[]): Promise<number> {
     const out = values.out ?? 'dexar-out';
     if (command === 'explain') await checkOutputFolder(out);
     const onProgress = stderrProgress(!values.quiet);
+    await loadAdapters(shared.adapters, HELP);
     const explainer = await openExplainer({
-      ...(values.model ? { model: values.model } : {}),
-      ...(variant ? { variant } : {}),
-      ...(executionProvider ? { executionProvider } : {}),
-      ...(threads !== undefined ? { threads } : {}),
+      ...(shared.model ? { model: shared.model } : {}),
+      ...(shared.variant ? { variant: shared.variant } : {}),
+      ...shared.backend,
       onProgress,
     });
     try {
       if (command === 'prepare') {
+        const { layerIndex, compat } = shared.dexar;
         const path = await explainer.prepare({
           ...(layerIndex !== undefined ? { layerIndex } : {}),
           ...(compat ? { compat } : {}),
@@ -182,9 +167,7 @@ export async function main(argv: string[]): Promise<number> {
       const request = {
         prompt,
         ...(maxNewTokens !== undefined ? { maxNewTokens } : {}),
-        ...(layerIndex !== undefined ? { layerIndex } : {}),
-        ...(topK !== undefined ? { topK } : {}),
-        ...(compat ? { compat } : {}),
+        ...shared.dexar,
         returnRaw: (values.raw ?? false) || (values.method ?? 'dexar') !== 'dexar',
       };
       const result = values.stream

@@ -7,7 +7,6 @@ import {
   type CiMethod,
   methodNames,
   metricNames,
-  oneOf,
   parseFractions,
   parseMethods,
   parseMetrics,
@@ -15,78 +14,108 @@ import {
   parseThreshold,
 } from '@dexar/eval';
 import { type EvalProgress, runEvaluation, writeReport } from '@dexar/eval/node';
-import { integer, joinNegativeValues, reportFailure, usageError } from './args.js';
+import { loadAdapters } from './adapters.js';
+import {
+  integer,
+  joinNegativeValues,
+  type OptionSpec,
+  oneOf,
+  optionHelp,
+  reportFailure,
+  SHARED_OPTIONS,
+  sharedValues,
+  usageError,
+} from './args.js';
 import { builtin } from './builtin.js';
-import { adapters } from './library.js';
+
+/** The options of `dexar eval` and `dexar eval report`; the shared ones follow them in the help. */
+const OWN_OPTIONS = {
+  dataset: {
+    type: 'string',
+    usage: '--dataset SPEC',
+    help: 'shapes (the built-in held-out set, default), a JSONL manifest (a .jsonl\nfile, or a folder with samples.jsonl or manifest.jsonl: one\n{image, prompt, target, mask?, word?} per line), or a PASCAL VOC folder',
+  },
+  split: { type: 'string', usage: '--split NAME', help: 'VOC: ImageSets/Segmentation/NAME.txt (default val)' },
+  'prompt-template': {
+    type: 'string',
+    usage: '--prompt-template T',
+    help: 'VOC: prompt with {class} (default "USER: <image>\\nWhat is in the image? ASSISTANT:")',
+  },
+  'target-template': {
+    type: 'string',
+    usage: '--target-template T',
+    help: 'VOC: target with {class} (default "a {class}")',
+  },
+  methods: {
+    type: 'string',
+    usage: '--methods LIST',
+    help: `comma-separated, default all: ${methodNames().join(',')}`,
+  },
+  metrics: { type: 'string', usage: '--metrics LIST', help: `comma-separated, default all: ${metricNames.join(',')}` },
+  out: {
+    type: 'string',
+    usage: '--out DIR',
+    help: 'run folder (default dexar-eval); writes records-<i>-of-<N>.jsonl, resumes\n(dexar eval report: where report.md and curves.svg go)',
+  },
+  report: {
+    type: 'string',
+    usage: '--report DIR',
+    help: 'after the run, write report.md and curves.svg of the run folder into DIR',
+  },
+  shard: {
+    type: 'string',
+    usage: '--shard i/N',
+    help: 'shard i of N, 0-based (default 0/1): every N-th sample from the i-th',
+  },
+  limit: { type: 'string', usage: '--limit K', help: 'only the first K samples of the dataset (before sharding)' },
+  fractions: {
+    type: 'string',
+    usage: '--fractions LIST',
+    help: 'removed fractions (default 0.1,0.2,...,0.9; 0 = clean)',
+  },
+  fill: {
+    type: 'string',
+    usage: '--fill F',
+    help: 'pixel fill of removed patches: mean (default), black, blur, noise',
+  },
+  space: {
+    type: 'string',
+    usage: '--space S',
+    help: "pixels (perturb the encoder's patches, default) or tokens (hide image tokens)",
+  },
+  normalize: {
+    type: 'string',
+    usage: '--normalize N',
+    help: 'ratio (PPL(f)/PPL(clean), default) or minmax (between clean and all removed)',
+  },
+  'batch-size': {
+    type: 'string',
+    usage: '--batch-size B',
+    help: 'perturbed inputs per run (default 32); a run holds B x sequence x vocabulary\nfloat logits (LLaVA-7B: ~80 MB per input), so lower it for large models',
+  },
+  threshold: {
+    type: 'string',
+    usage: '--threshold T',
+    help: 'segmentation threshold on the normalised map: mean (default) or a number in [0, 1]',
+  },
+  seed: { type: 'string', usage: '--seed N', help: 'seeds the random method, tie-breaking and noise (default 0)' },
+  ci: { type: 'string', usage: '--ci t|bootstrap', help: 'dexar eval report: confidence intervals (default t)' },
+} as const satisfies Record<string, OptionSpec>;
+
+const OPTIONS = { ...OWN_OPTIONS, ...SHARED_OPTIONS };
 
 export const EVAL_USAGE = `usage: dexar eval [options]              evaluate explanation methods on a dataset
        dexar eval report DIR... [--out DIR] [--ci t|bootstrap]
                                        merge run folders (shards) into report.md and curves.svg
 
-options of dexar eval:
-  --model DIR            model folder; default: the built-in shapes model
-  --variant NAME         graph variant: fp32 (default), fp16, q4, q8, quantized
-  --dataset SPEC         shapes (the built-in held-out set, default), a JSONL manifest (a .jsonl
-                         file, or a folder with samples.jsonl or manifest.jsonl: one
-                         {image, prompt, target, mask?, word?} per line), or a PASCAL VOC folder
-  --split NAME           VOC: ImageSets/Segmentation/NAME.txt (default val)
-  --prompt-template T    VOC: prompt with {class} (default "USER: <image>\\nWhat is in the image? ASSISTANT:")
-  --target-template T    VOC: target with {class} (default "a {class}")
-  --methods LIST         comma-separated, default all: ${methodNames().join(',')}
-  --metrics LIST         comma-separated, default all: ${metricNames.join(',')}
-  --out DIR              run folder (default dexar-eval); writes records-<i>-of-<N>.jsonl, resumes
-  --report DIR           after the run, write report.md and curves.svg of the run folder into DIR
-  --shard i/N            shard i of N, 0-based (default 0/1): every N-th sample from the i-th
-  --limit K              only the first K samples of the dataset (before sharding)
-  --fractions LIST       removed fractions (default 0.1,0.2,...,0.9; 0 = clean)
-  --fill F               pixel fill of removed patches: mean (default), black, blur, noise
-  --space S              pixels (perturb the encoder's patches, default) or tokens (hide image tokens)
-  --normalize N          ratio (PPL(f)/PPL(clean), default) or minmax (between clean and all removed)
-  --batch-size B         perturbed inputs per run (default 32); a run holds B x sequence x vocabulary
-                         float logits (LLaVA-7B: ~80 MB per input), so lower it for large models
-  --threshold T          segmentation threshold on the normalised map: mean (default) or a number in [0, 1]
-  --layer-index I        first layer used, negative from the end (default -10)
-  --top-k K              DEX-AR head score top-k (default 1)
-  --compat MODE          official (default) or paper
-  --seed N               seeds the random method, tie-breaking and noise (default 0)
-  --device D             cpu (default) or cuda
-  --threads N            ONNX Runtime intra-op threads
-  --quiet                no progress on stderr
-  --debug                show stack traces
-  -h, --help             this help`;
-
-const evalOptions = {
-  model: { type: 'string' },
-  variant: { type: 'string' },
-  dataset: { type: 'string' },
-  split: { type: 'string' },
-  'prompt-template': { type: 'string' },
-  'target-template': { type: 'string' },
-  methods: { type: 'string' },
-  metrics: { type: 'string' },
-  out: { type: 'string' },
-  report: { type: 'string' },
-  shard: { type: 'string' },
-  limit: { type: 'string' },
-  fractions: { type: 'string' },
-  fill: { type: 'string' },
-  space: { type: 'string' },
-  normalize: { type: 'string' },
-  'batch-size': { type: 'string' },
-  threshold: { type: 'string' },
-  'layer-index': { type: 'string' },
-  'top-k': { type: 'string' },
-  compat: { type: 'string' },
-  seed: { type: 'string' },
-  device: { type: 'string' },
-  threads: { type: 'string' },
-  ci: { type: 'string' },
-  quiet: { type: 'boolean' },
-  debug: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+options:
+${optionHelp(OPTIONS)}`;
 
 const HELP = 'dexar eval --help';
+
+/** `{ [name]: value }` when the value is given, else nothing to spread. */
+const optional = <K extends string, V>(name: K, value: V | undefined) =>
+  (value === undefined ? {} : { [name]: value }) as Partial<Record<K, V>>;
 const usage = (message: string) => usageError(message, HELP);
 
 const duration = (s: number) => {
@@ -131,8 +160,8 @@ export async function evalMain(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
     const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv, evalOptions),
-      options: evalOptions,
+      args: joinNegativeValues(argv, OPTIONS),
+      options: OPTIONS,
       allowPositionals: true,
       strict: true,
     });
@@ -141,11 +170,10 @@ export async function evalMain(argv: string[]): Promise<number> {
       process.stdout.write(`${EVAL_USAGE}\n`);
       return 0;
     }
-    void adapters; // importing the library registers the model families
     if (positionals[0] === 'report') {
       const dirs = positionals.slice(1);
       if (dirs.length === 0) throw usage('dexar eval report needs the run folders to merge');
-      const ci = values.ci === undefined ? undefined : oneOf<CiMethod>('ci', values.ci, ['t', 'bootstrap']);
+      const ci = oneOf<CiMethod>('ci', values.ci, ['t', 'bootstrap'], HELP);
       const { files } = await writeReport(dirs, { ...(values.out ? { out: values.out } : {}), ...(ci ? { ci } : {}) });
       process.stdout.write(`wrote ${files.join(', ')}\n`);
       return 0;
@@ -160,43 +188,21 @@ export async function evalMain(argv: string[]): Promise<number> {
     const metrics = parseMetrics(values.metrics ?? metricNames.join(','));
     const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
     const limit = integer('limit', values.limit, HELP);
-    const layerIndex = integer('layer-index', values['layer-index'], HELP);
-    const topK = integer('top-k', values['top-k'], HELP);
     const seed = integer('seed', values.seed, HELP);
     const batchSize = integer('batch-size', values['batch-size'], HELP);
-    const threads = integer('threads', values.threads, HELP);
-    const compat =
-      values.compat === undefined ? undefined : oneOf('compat', values.compat, ['official', 'paper'] as const);
-    const device = values.device === undefined ? undefined : oneOf('device', values.device, ['cpu', 'cuda'] as const);
-    const variant =
-      values.variant === undefined
-        ? undefined
-        : oneOf('variant', values.variant, [
-            'fp32',
-            'fp16',
-            'q4',
-            'q8',
-            'quantized',
-            'int8',
-            'uint8',
-            'bnb4',
-            'q4f16',
-          ] as const);
+    const shared = sharedValues(values, HELP);
     const perturbation = {
       ...(values.fractions !== undefined ? { fractions: parseFractions(values.fractions) } : {}),
-      ...(values.fill !== undefined
-        ? { fill: oneOf('fill', values.fill, ['mean', 'black', 'blur', 'noise'] as const) }
-        : {}),
-      ...(values.space !== undefined ? { space: oneOf('space', values.space, ['pixels', 'tokens'] as const) } : {}),
-      ...(values.normalize !== undefined
-        ? { normalization: oneOf('normalize', values.normalize, ['ratio', 'minmax'] as const) }
-        : {}),
+      ...optional('fill', oneOf('fill', values.fill, ['mean', 'black', 'blur', 'noise'] as const, HELP)),
+      ...optional('space', oneOf('space', values.space, ['pixels', 'tokens'] as const, HELP)),
+      ...optional('normalization', oneOf('normalize', values.normalize, ['ratio', 'minmax'] as const, HELP)),
     };
     const quiet = values.quiet ?? false;
     const out = values.out ?? 'dexar-eval';
+    await loadAdapters(shared.adapters, HELP);
     const outcome = await runEvaluation({
-      model: values.model ?? builtin.model,
-      ...(variant ? { variant } : {}),
+      model: shared.model ?? builtin.model,
+      ...(shared.variant ? { variant: shared.variant } : {}),
       dataset: values.dataset ?? 'shapes',
       voc: {
         ...(values.split ? { split: values.split } : {}),
@@ -208,16 +214,12 @@ export async function evalMain(argv: string[]): Promise<number> {
       out,
       ...(shard ? { shard } : {}),
       ...(limit !== undefined ? { limit } : {}),
-      dexar: {
-        ...(layerIndex !== undefined ? { layerIndex } : {}),
-        ...(topK !== undefined ? { topK } : {}),
-        ...(compat ? { compat } : {}),
-      },
+      dexar: shared.dexar,
       perturbation,
       ...(batchSize !== undefined ? { batchSize } : {}),
       ...(values.threshold !== undefined ? { threshold: parseThreshold(values.threshold) } : {}),
       ...(seed !== undefined ? { seed } : {}),
-      backend: { ...(device ? { executionProvider: device } : {}), ...(threads ? { threads } : {}) },
+      backend: shared.backend,
       onProgress: progressLine(!quiet),
       onLog: (line) => {
         if (!quiet) process.stderr.write(`dexar eval: ${line}\n`);

@@ -1,7 +1,5 @@
-import { florence2Adapter } from '@dexar/adapter-florence2';
-import { llavaAdapter } from '@dexar/adapter-llava';
-import { paligemmaAdapter } from '@dexar/adapter-paligemma';
-import { DexarError, type Explanation, type ProgressCallback, type RgbaImage } from '@dexar/core';
+import { DexarError, type Explanation, type RgbaImage } from '@dexar/core';
+import type { ModelAdapter, ProgressCallback } from '@dexar/core/adapter';
 import { Explainer, type ExplainRequest, type GenerateRequest, type Generation } from '@dexar/explain';
 import {
   decodeImage,
@@ -12,14 +10,18 @@ import {
   readRegularFile,
   type Variant,
 } from '@dexar/runtime-node';
+// the built-in families register themselves when their packages load
+import './adapters.js';
 import { builtin } from './builtin.js';
-
-/** Adapters the CLI and library load; importing a package registers it. */
-export const adapters = [llavaAdapter, paligemmaAdapter, florence2Adapter];
 
 export interface NodeOptions extends NodeBackendOptions {
   /** Model folder (transformers.js layout); the built-in shapes model when left out. */
   model?: string;
+  /**
+   * The model's family adapter. When left out, the registered one for the folder's `model_type`:
+   * LLaVA, PaliGemma and Florence-2 are built in, and importing another adapter package registers it.
+   */
+  adapter?: ModelAdapter;
   variant?: Variant;
   onProgress?: ProgressCallback;
 }
@@ -33,6 +35,7 @@ export async function openExplainer(options: NodeOptions = {}): Promise<Explaine
   return Explainer.open({
     backend,
     folder,
+    ...(options.adapter ? { adapter: options.adapter } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
 }
@@ -61,7 +64,7 @@ export async function explain(options: NodeOptions & Input & Partial<ExplainRequ
   const explainer = await openExplainer(options);
   try {
     const image = await loadImage(options.image ?? builtin.exampleImage);
-    const { model, variant, onProgress, executionProvider, threads, image: _, ...request } = options;
+    const { model, adapter, variant, onProgress, executionProvider, threads, image: _, ...request } = options;
     return await explainer.explain(image, { prompt: builtin.prompt, ...request });
   } finally {
     await explainer.release();

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { DexarError, type Explanation, overlayHeatmap, type RgbaImage } from '@dexar/core';
-import { encodePng, resizeImage } from '@dexar/runtime-node';
+import { DexarError, type Explanation, overlayHeatmap, type RgbaImage, resample } from '@dexar/core';
+import { encodePng } from '@dexar/runtime-node';
 import sharp from 'sharp';
 import { reportHtml } from './report.js';
 
@@ -182,7 +182,7 @@ async function displayImage(image: RgbaImage): Promise<RgbaImage> {
   const side = Math.min(Math.max(long, DISPLAY_SIDE.min), DISPLAY_SIDE.max);
   if (side === long) return image;
   const scale = side / long;
-  return resizeImage(image, Math.round(image.width * scale), Math.round(image.height * scale), 'bilinear');
+  return resample(image, Math.round(image.width * scale), Math.round(image.height * scale), 'bilinear');
 }
 
 const safeName = (token: string) => token.replace(/[^\p{L}\p{N}_-]+/gu, '_').slice(0, 24) || '_';

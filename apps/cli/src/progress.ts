@@ -1,4 +1,4 @@
-import type { ProgressCallback } from '@dexar/core';
+import type { ProgressCallback } from '@dexar/core/adapter';
 
 /** Progress on stderr: a redrawn line on a terminal, one line per step otherwise. */
 export function stderrProgress(enabled: boolean): ProgressCallback {

@@ -165,7 +165,9 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     const run = await dexar('generate', '--model', dir, '--image', join(referenceCase, 'image.png'), '--quiet');
     expect(run.code).toBe(1);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
-    expect(run.stderr).toMatch(/dexar: error: the decoder graph has no past_key_values/);
+    expect(run.stderr).toMatch(
+      /dexar: error: .*\/onnx\/decoder_model_merged\.onnx has no past_key_values\.\{i\}\.key inputs: use a decoder_model_merged\.onnx exported with use_cache$/m,
+    );
     const debug = await dexar(
       'generate',
       '--model',
@@ -178,7 +180,7 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     expect(debug.stderr.split('\n').length).toBeGreaterThan(2);
   });
 
-  it('exits 1 with one line naming the problem for a decoder without an attention pattern', async () => {
+  it('checks the decoder against the contract before building the explain graph on it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dexar-graph-'));
     await cp(llavaTiny, dir, { recursive: true });
     await cp(join(llavaTiny, 'onnx/embed_tokens.onnx'), join(dir, 'onnx/decoder_model_merged.onnx'));
@@ -194,6 +196,8 @@ describe('bad input: one line on stderr, exit 2 for usage errors', () => {
     );
     expect(run.code).toBe(1);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
-    expect(run.stderr).toMatch(/dexar: error: .*decoder_model_merged\.onnx: .*(attention|Softmax)/i);
+    expect(run.stderr).toMatch(
+      /dexar: error: .*\/onnx\/decoder_model_merged\.onnx has no past_key_values\.\{i\}\.key inputs/,
+    );
   });
 });

@@ -1,14 +1,9 @@
 import './style.css';
-import {
-  type ColormapName,
-  checkImageHeader,
-  type Explanation,
-  overlayHeatmap,
-  type ProgressEvent,
-  type RgbaImage,
-} from '@dexar/core';
+import { type ColormapName, type Explanation, overlayHeatmap, type RgbaImage, resample } from '@dexar/core';
+import type { ProgressEvent } from '@dexar/core/adapter';
+import { checkImageHeader } from '@dexar/core/runtime';
 import type { StreamedToken } from '@dexar/explain';
-import { encodePng, encodePngBytes, resizeImage, toImageData, type WebBackendInfo } from '@dexar/runtime-web';
+import { encodePng, encodePngBytes, toImageData, type WebBackendInfo } from '@dexar/runtime-web';
 import type { BuiltinManifest } from './builtin.js';
 import type { Explained, ExplainInput, ModelSource, Opened, Reply, Request } from './protocol.js';
 import { zip } from './zip.js';
@@ -391,7 +386,7 @@ async function displayImage(image: RgbaImage): Promise<RgbaImage> {
   const target = Math.min(Math.max(long, MIN_DISPLAY), MAX_DISPLAY);
   if (target === long) return image;
   const scale = target / long;
-  return resizeImage(
+  return resample(
     image,
     Math.max(1, Math.round(image.width * scale)),
     Math.max(1, Math.round(image.height * scale)),

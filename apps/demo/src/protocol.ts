@@ -1,4 +1,5 @@
-import type { Compat, Explanation, ProgressEvent, RgbaImage } from '@dexar/core';
+import type { Compat, Explanation, RgbaImage } from '@dexar/core';
+import type { ProgressEvent } from '@dexar/core/adapter';
 import type { StreamedToken } from '@dexar/explain';
 import type { PickedFile, WebBackendInfo } from '@dexar/runtime-web';
 

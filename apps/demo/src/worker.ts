@@ -2,7 +2,8 @@
 import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
-import type { ProgressEvent, RgbaImage } from '@dexar/core';
+import type { RgbaImage } from '@dexar/core';
+import type { ProgressEvent } from '@dexar/core/adapter';
 import { methodFor, withMethod } from '@dexar/eval';
 import { Explainer, type StreamedToken } from '@dexar/explain';
 import {

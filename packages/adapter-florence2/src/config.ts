@@ -1,4 +1,4 @@
-import { configObject, tokenIds } from '@dexar/adapter-kit';
+import { configObject, imageProcessorFields, tokenIds } from '@dexar/adapter-kit';
 import { z } from 'zod';
 
 const count = z.number().int().positive();
@@ -61,17 +61,15 @@ const taskPromptsWithInput = {
   '<REGION_TO_OCR>': 'What text is in the region {input}?',
 };
 
-/** Florence-2 image processor settings: a plain resize to `size`, rescale, ImageNet normalisation. */
+/** Florence-2 image processor settings: a plain resize to `size`, rescale, ImageNet normalisation; its task prompts. */
 export const Florence2PreprocessorSchema = configObject({
-  size: z
-    .object({ height: z.number().int().positive(), width: z.number().int().positive() })
-    .default({ height: 768, width: 768 }),
-  resample: z.number().int().default(3),
-  do_rescale: z.boolean().default(true),
-  rescale_factor: z.number().default(1 / 255),
-  do_normalize: z.boolean().default(true),
-  image_mean: z.array(z.number()).length(3).default([0.485, 0.456, 0.406]),
-  image_std: z.array(z.number()).length(3).default([0.229, 0.224, 0.225]),
+  ...imageProcessorFields({
+    size: { height: 768, width: 768 },
+    default_to_square: true,
+    do_center_crop: false,
+    image_mean: [0.485, 0.456, 0.406],
+    image_std: [0.229, 0.224, 0.225],
+  }),
   task_prompts_without_inputs: z.record(z.string(), z.string()).default(taskPrompts),
   task_prompts_with_input: z.record(z.string(), z.string()).default(taskPromptsWithInput),
 });

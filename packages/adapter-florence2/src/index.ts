@@ -1,4 +1,4 @@
-import { type ModelAdapter, registerAdapter } from '@dexar/core';
+import { type ModelAdapter, registerAdapter } from '@dexar/core/adapter';
 import { loadFlorence2 } from './model.js';
 
 /** Florence-2 (DaViT tower, BART-like encoder-decoder); DEX-AR reads the decoder's cross-attention. */

@@ -1,4 +1,4 @@
-import type { FamilyModel, PreparedInput } from '@dexar/core';
+import type { FamilyModel, PreparedInput } from '@dexar/core/adapter';
 import { nodeBackend } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caseImage, halvedAndClean, openFixtureModel, referenceCases } from '../../adapter-kit/test/reference-cases.js';

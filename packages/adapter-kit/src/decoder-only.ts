@@ -1,72 +1,40 @@
-import {
-  type Backend,
-  type Compat,
-  causalTextKeys,
-  DexarError,
-  type ExplainRows,
-  type FamilyModel,
-  type Grid,
-  type KeySpan,
-  type ModelFolder,
-  type PixelValues,
-  type PreparedInput,
-  type ProgressCallback,
-  type RgbaImage,
-  type ScoreBatch,
-  type Session,
-  type StreamedRows,
-  type TypedTensor,
-} from '@dexar/core';
-import type { Tokenizer } from '@huggingface/tokenizers';
-import {
-  type Cache,
-  type CacheShape,
-  concatEmbeddings,
-  decoderFeeds,
-  type Embeddings,
-  embedTokens,
-  emptyCache,
-  greedyDecode,
-  nextCache,
-} from './decoding.js';
-import { chunkCallsAreCausal, explainDecoderOnly, explainFeeds, streamExplainSteps } from './explain-runs.js';
-import { LazyDecoder } from './lazy-session.js';
+import { type Compat, causalTextKeys, DexarError, type Grid, type KeySpan, type TokenLayout } from '@dexar/core';
+import type { ExplainRows, PixelValues, PreparedInput, ScoreBatch } from '@dexar/core/adapter';
+import type { Backend, ModelFolder, Session, TypedTensor } from '@dexar/core/runtime';
+import { type ConfigFields, GRAPHS } from './contract.js';
+import { type Cache, concatEmbeddings, decoderFeeds, type Embeddings, emptyCache, nextCache } from './decoding.js';
+import { chunkCallsAreCausal, explainDecoderOnly, explainFeeds } from './explain-runs.js';
+import { FamilyModelBase, type FamilySettings, type OpenedSessions } from './family-model.js';
 import { batchAttentionMask, batchImageFeatures, checkScoreBatch, readLogProbabilities, tileRows } from './scoring.js';
+import type { TextTokenizer } from './tokenizer.js';
 
-export const DECODER_PATH = 'onnx/decoder_model_merged.onnx';
-
-/** The three graphs of a decoder-only VLM export (transformers.js layout); the decoder opens on first use. */
-export interface DecoderOnlySessions {
-  vision: Session;
-  embed: Session;
-  decoder: LazyDecoder;
-}
-
-export async function openDecoderOnlySessions(
-  folder: ModelFolder,
-  backend: Backend,
-  numLayers: number,
-): Promise<DecoderOnlySessions> {
-  const [vision, embed] = await Promise.all(
-    ['onnx/vision_encoder.onnx', 'onnx/embed_tokens.onnx'].map((path) => backend.createSession(folder, path)),
-  );
-  return { vision, embed, decoder: new LazyDecoder(backend, folder, DECODER_PATH, numLayers) };
-}
-
-/** A prompt with its image features merged in at `imageKeys`. */
+/** A prompt with its image features merged in. */
 export interface MergedPrompt extends PreparedInput {
   readonly embeddings: Embeddings;
+  /** Positions of the vision encoder's features: the image placeholder tokens. */
+  readonly features: KeySpan;
+  /** Positions of the grid's features (the last `grid` cells of `features`): DEX-AR's image keys. */
   readonly imageKeys: KeySpan;
   /** The vision encoder's input the features came from. */
   readonly pixels: PixelValues;
 }
 
-export interface DecoderOnlySettings {
-  readonly family: string;
-  /** Decoder layers, KV cache heads and head size, from the config. */
-  readonly cache: CacheShape;
-  readonly eos: readonly number[];
+/** The config fields of a decoder-only family, for the contract checks' one-line errors. */
+export interface DecoderOnlyFields extends ConfigFields {
+  /** The field(s) the patch grid follows from, e.g. `vision_config.image_size / vision_config.patch_size`. */
+  readonly grid: string;
+  /** The image placeholder's token id field, e.g. `image_token_index`. */
+  readonly imageTokenId: string;
+}
+
+export interface DecoderOnlySettings extends FamilySettings {
+  readonly fields: DecoderOnlyFields;
+  /** The patch grid of the vision encoder's features. */
   readonly grid: Grid;
+  /** Features the vision encoder yields before the grid's (LLaVA's CLS with `vision_feature_select_strategy: full`). @defaultValue 0 */
+  readonly leadingFeatures?: number;
+  /** The token id the prompt holds at every image position. */
+  readonly imageTokenId: number;
   /** Position id of the first token (0 for Llama, 1 for PaliGemma). */
   readonly firstPosition: number;
   /** The export is a prefix LM without `token_type_ids`: the prompt runs alone, bidirectionally. */
@@ -74,70 +42,43 @@ export interface DecoderOnlySettings {
 }
 
 /**
- * What every decoder-only VLM family shares: tokens, embeddings, greedy
- * decoding with the KV cache, teacher-forced explain runs. A family adds its
- * preprocessing and prompt layout (`prepare`) and its official-code text-set
- * exclusions.
+ * What every decoder-only VLM family shares: the image features merged into the prompt at its
+ * placeholder tokens, teacher-forced explain runs (one pass, or two for a prefix LM), the causal
+ * token layout, batched scoring. A family adds its preprocessing and prompt layout (`prepare`,
+ * ending in `mergeImage`) and its official-code text-set exclusions.
  */
-export abstract class DecoderOnlyModel implements FamilyModel {
-  readonly decoder = { path: DECODER_PATH, attention: 'self' } as const;
-  readonly family: string;
-  readonly numLayers: number;
-  protected readonly cacheShape: CacheShape;
+export abstract class DecoderOnlyModel extends FamilyModelBase<MergedPrompt> {
+  readonly decoder = { path: GRAPHS.decoder, attention: 'self' } as const;
+  declare protected readonly settings: DecoderOnlySettings;
 
   constructor(
-    protected readonly backend: Backend,
-    protected readonly tokenizer: Tokenizer,
-    protected readonly sessions: DecoderOnlySessions,
-    protected readonly settings: DecoderOnlySettings,
+    backend: Backend,
+    folder: ModelFolder,
+    tokenizer: TextTokenizer,
+    /** `openSessions(folder, backend, ['vision', 'embed'])`. */
+    sessions: OpenedSessions,
+    settings: DecoderOnlySettings,
   ) {
-    this.family = settings.family;
-    this.numLayers = settings.cache.numLayers;
-    this.cacheShape = settings.cache;
+    super(backend, folder, tokenizer, sessions, settings);
   }
 
-  abstract prepare(image: RgbaImage, prompt: string): Promise<MergedPrompt>;
-
-  /** Keys the authors' code leaves out of the text set in `official` mode (docs/algorithm.md, quirk 2). */
+  /**
+   * Keys the authors' code leaves out of the text set in `official` mode (docs/algorithm.md, quirk
+   * 2): prompt positions outside the image, or none.
+   */
   protected abstract officialTextExclusions(input: MergedPrompt): number[];
-
-  tokenizeTarget(text: string): number[] {
-    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
-  }
-
-  tokenStrings(ids: readonly number[]): string[] {
-    return ids.map((id) => this.tokenizer.decode([id]));
-  }
-
-  decode(ids: readonly number[]): string {
-    return this.tokenizer.decode([...ids], { skip_special_tokens: true });
-  }
-
-  async generate(input: PreparedInput, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]> {
-    return greedyDecode({
-      decoder: await this.sessions.decoder.get(),
-      embed: (ids) => this.embed(ids),
-      prefix: (input as MergedPrompt).embeddings,
-      feeds: (embeddings, cache, pastLength) => this.callFeeds(embeddings, cache, pastLength),
-      eos: this.settings.eos,
-      maxNewTokens,
-      ...(onProgress ? { onProgress } : {}),
-    });
-  }
 
   /** Teacher forcing over prompt + y_0 .. y_{T-2}; step n reads the attention row of q_n = P + n - 1. */
   async explain(
-    prepared: PreparedInput,
+    input: MergedPrompt,
     targetIds: readonly number[],
     session: Session,
     options: { compat: Compat; perToken?: boolean },
   ): Promise<ExplainRows> {
-    const input = prepared as MergedPrompt;
-    const P = input.promptIds.length;
     const outputs = await explainDecoderOnly({
       backend: this.backend,
       session,
-      shape: this.cacheShape,
+      shape: this.settings.cache,
       prompt: input.embeddings,
       answer: await this.embed(targetIds.slice(0, -1)),
       targetIds,
@@ -145,51 +86,14 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       perToken: options.perToken ?? false,
       firstPosition: this.settings.firstPosition,
     });
-    const keyCounts = targetIds.map((_, n) => P + n);
-    const exclude = options.compat === 'official' ? this.officialTextExclusions(input) : [];
     return {
       ...outputs,
-      layout: {
-        imageKeys: input.imageKeys,
-        grid: this.settings.grid,
-        keyCounts,
-        textKeys: causalTextKeys(keyCounts, input.imageKeys, exclude),
-      },
+      layout: this.layout(
+        input,
+        targetIds.map((_, n) => n),
+        options.compat,
+      ),
     };
-  }
-
-  /** Greedy decoding on the explain graph: step n reads the row of its call's last position, q_n = P + n - 1. */
-  async *stream(
-    prepared: PreparedInput,
-    maxNewTokens: number,
-    session: Session,
-    options: { compat: Compat },
-  ): AsyncIterable<StreamedRows> {
-    const input = prepared as MergedPrompt;
-    const P = input.promptIds.length;
-    const exclude = options.compat === 'official' ? this.officialTextExclusions(input) : [];
-    const steps = streamExplainSteps({
-      backend: this.backend,
-      session,
-      embed: (ids) => this.embed(ids),
-      prefix: input.embeddings,
-      feeds: (embeddings, cache, pastLength) => this.callFeeds(embeddings, cache, pastLength),
-      eos: this.settings.eos,
-      maxNewTokens,
-    });
-    let n = 0;
-    for await (const step of steps) {
-      const keyCounts = [P + n++];
-      yield {
-        ...step,
-        layout: {
-          imageKeys: input.imageKeys,
-          grid: this.settings.grid,
-          keyCounts,
-          textKeys: causalTextKeys(keyCounts, input.imageKeys, exclude),
-        },
-      };
-    }
   }
 
   /** Whether the explain run's answer call (after the prefix call, for a prefix LM) is causal among its tokens. */
@@ -200,7 +104,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
         ...decoderFeeds(this.backend, rows, cache, pastLength, this.settings.firstPosition),
         ...explainFeeds(this.backend, [0], [0]),
       });
-    let cache = emptyCache(this.backend, this.cacheShape);
+    let cache = emptyCache(this.backend, this.settings.cache);
     let pastLength = 0;
     if (this.settings.prefixCall) {
       pastLength = 2;
@@ -216,16 +120,17 @@ export abstract class DecoderOnlyModel implements FamilyModel {
    * and one decoder run with batch B over prompt + y_0 .. y_{T-2} (two for a prefix LM: the prompt,
    * then the answer with its past). Returns `[B, T]` natural-log probabilities.
    */
-  async scoreTargets(prepared: PreparedInput, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array> {
-    const input = prepared as MergedPrompt;
+  async scoreTargets(input: MergedPrompt, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array> {
     const T = targetIds.length;
     const P = input.promptIds.length;
     const { start: i0, end: i1 } = input.imageKeys;
     const N = i1 - i0;
     const B = checkScoreBatch(batch, N, T);
     const D = input.embeddings.hidden;
+    const { start: f0, end: f1 } = input.features;
+    const F = f1 - f0;
     const features = batch.pixels
-      ? await batchImageFeatures(this.backend, this.sessions.vision, batch.pixels, N, D)
+      ? await batchImageFeatures(this.backend, this.sessions.vision, batch.pixels, F, D)
       : undefined;
     const rowEmbeddings = (prompt: Embeddings) => {
       const S = prompt.length;
@@ -233,7 +138,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       for (let b = 0; b < B; b++) {
         if (features) {
           const perRow = features.count * D;
-          data.set(features.data.subarray(b * perRow, b * perRow + N * D), (b * S + i0) * D);
+          data.set(features.data.subarray(b * perRow, b * perRow + F * D), (b * S + f0) * D);
         }
       }
       return this.backend.tensor('float32', data, [B, S, D]);
@@ -247,8 +152,8 @@ export abstract class DecoderOnlyModel implements FamilyModel {
         ),
         [B, length],
       );
-    const empty = emptyCache(this.backend, this.cacheShape, B);
-    const decoder = await this.sessions.decoder.get();
+    const empty = emptyCache(this.backend, this.settings.cache, B);
+    const decoder = await this.decoderSession.get();
     const answer = await this.embed(targetIds.slice(0, -1));
     const out = new Float64Array(B * T);
     const read = (logits: TypedTensor, position: number, n: number) =>
@@ -285,53 +190,91 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     return out;
   }
 
-  releaseDecoder(): Promise<void> {
-    return this.sessions.decoder.release();
-  }
-
-  async release(): Promise<void> {
-    await Promise.all([this.sessions.vision.release(), this.sessions.embed.release(), this.sessions.decoder.release()]);
-  }
-
   /**
-   * Embeds `promptIds` and writes the vision tower's features over the image
-   * positions `[imageStart, imageStart + count)`.
+   * Embeds `promptIds` and writes the vision encoder's features over the prompt's image tokens: the
+   * one run of `imageTokenId` in it, which must hold exactly as many tokens as the encoder yields
+   * features (the grid's, after any leading ones). Only the image's size is kept, not its pixels.
    */
   protected async mergeImage(
-    image: { width: number; height: number },
-    promptIds: number[],
-    imageStart: number,
+    image: { readonly width: number; readonly height: number },
+    promptIds: readonly number[],
     pixels: PixelValues,
-    expectedFeatures: number,
   ): Promise<MergedPrompt> {
     const { image_features: features } = await this.sessions.vision.run({
       pixel_values: this.backend.tensor('float32', pixels.data, pixels.dims),
     });
     const [, count, hidden] = features.dims as [number, number, number];
-    if (count !== expectedFeatures) {
+    const { grid, fields, imageTokenId } = this.settings;
+    const leading = this.settings.leadingFeatures ?? 0;
+    const cells = grid.height * grid.width;
+    if (count !== leading + cells) {
       throw new DexarError(
         'unsupported-model',
-        `the vision encoder yields ${count} features but the config implies ${expectedFeatures}: the folder's config does not match its graphs`,
+        `${this.location}/config.json: ${fields.grid} gives a ${grid.height} x ${grid.width} grid${leading ? ` after ${leading} leading features` : ''} (${leading + cells} features) but ${GRAPHS.vision} yields ${count}: the config does not match the graph`,
+      );
+    }
+    const span = imageTokenSpan(promptIds, imageTokenId, `${fields.imageTokenId} ${imageTokenId}`);
+    if (span.end - span.start !== count) {
+      throw new DexarError(
+        'invalid-input',
+        `the prompt holds ${span.end - span.start} image tokens (${fields.imageTokenId} ${imageTokenId}) for ${count} image features: expand the placeholder to one token per feature before merging`,
       );
     }
     const embeddings = await this.embed(promptIds);
-    embeddings.data.set((features.data as Float32Array).subarray(0, count * hidden), imageStart * hidden);
+    embeddings.data.set((features.data as Float32Array).subarray(0, count * hidden), span.start * hidden);
     return {
-      image,
-      promptIds,
+      image: { width: image.width, height: image.height },
+      promptIds: [...promptIds],
       embeddings,
-      imageKeys: { start: imageStart, end: imageStart + count },
+      features: span,
+      imageKeys: { start: span.start + leading, end: span.end },
       pixels,
     };
   }
 
-  /** The feeds of one generation call over `embeddings` after `pastLength` cached positions (an empty cache first). */
-  private callFeeds(embeddings: Embeddings, cache: Cache | undefined, pastLength: number) {
-    const past = cache ?? emptyCache(this.backend, this.cacheShape);
+  protected async generationPrefix(input: MergedPrompt): Promise<Embeddings> {
+    return input.embeddings;
+  }
+
+  protected callFeeds(
+    _input: MergedPrompt,
+    embeddings: Embeddings,
+    cache: Cache | undefined,
+    pastLength: number,
+  ): Record<string, TypedTensor> {
+    const past = cache ?? emptyCache(this.backend, this.settings.cache);
     return decoderFeeds(this.backend, embeddings, past, pastLength, this.settings.firstPosition);
   }
 
-  protected embed(ids: readonly number[]): Promise<Embeddings> {
-    return embedTokens(this.backend, this.sessions.embed, ids);
+  /** Step n sees the prompt and y_0 .. y_{n-1} (q_n + 1 = P + n keys); its text set is every other visible key. */
+  protected layout(input: MergedPrompt, steps: readonly number[], compat: Compat): TokenLayout {
+    const keyCounts = steps.map((n) => input.promptIds.length + n);
+    const exclude = compat === 'official' ? this.officialTextExclusions(input) : [];
+    return {
+      imageKeys: input.imageKeys,
+      grid: this.settings.grid,
+      keyCounts,
+      textKeys: causalTextKeys(keyCounts, input.imageKeys, exclude),
+    };
   }
+}
+
+/** The one contiguous run of `id` in the prompt, or a one-line error. */
+function imageTokenSpan(ids: readonly number[], id: number, what: string): KeySpan {
+  const start = ids.indexOf(id);
+  if (start < 0) {
+    throw new DexarError(
+      'invalid-input',
+      `the prompt holds no image token (${what}): put the image placeholder in the prompt ids before merging the image`,
+    );
+  }
+  let end = start;
+  while (end < ids.length && ids[end] === id) end++;
+  if (ids.indexOf(id, end) >= 0) {
+    throw new DexarError(
+      'invalid-input',
+      `the prompt holds image tokens (${what}) at ${start} and again at ${ids.indexOf(id, end)}: give one image placeholder`,
+    );
+  }
+  return { start, end };
 }

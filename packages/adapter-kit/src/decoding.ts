@@ -1,10 +1,16 @@
-import { type Backend, DexarError, type ProgressCallback, type Session, type TypedTensor } from '@dexar/core';
+import type { ProgressCallback } from '@dexar/core/adapter';
+import type { Backend, Session, TypedTensor } from '@dexar/core/runtime';
 
-/** Shape of a decoder's KV cache: `past_key_values.{i}.key/value` are `[1, kvHeads, past, headDim]`. */
+/**
+ * Shape of a decoder's KV cache: per layer, `past_key_values.{i}.key/value` `[1, kvHeads, past, headDim]`
+ * (`self`), or `past_key_values.{i}.{decoder,encoder}.key/value` for an encoder-decoder (`cross`).
+ */
 export interface CacheShape {
   readonly numLayers: number;
   readonly kvHeads: number;
   readonly headDim: number;
+  /** Which attention DEX-AR reads, and so how the cache inputs are named. @defaultValue 'self' */
+  readonly attention?: 'self' | 'cross';
 }
 
 /** Token embeddings of a sequence, row-major `[S, D]`. */
@@ -16,28 +22,20 @@ export interface Embeddings {
 
 export type Cache = Record<string, TypedTensor>;
 
-/** Number of decoder layers, read off the graph's `past_key_values.{i}.key` inputs. */
-export function layersOfDecoder(session: Session): number {
-  const count = session.inputNames.filter((name) => /^past_key_values\.\d+\.(decoder\.)?key$/.test(name)).length;
-  if (count === 0)
-    throw new DexarError(
-      'unsupported-graph',
-      'the decoder graph has no past_key_values.{i}.key inputs: use a decoder_model_merged.onnx exported with use_cache',
-    );
-  return count;
-}
-
 /** An empty KV cache for `batch` rows (1 unless scoring a batch of variants). */
 export function emptyCache(backend: Backend, shape: CacheShape, batch = 1): Cache {
   const cache: Cache = {};
+  const parts = shape.attention === 'cross' ? ['decoder.', 'encoder.'] : [''];
   for (let i = 0; i < shape.numLayers; i++) {
-    for (const kind of ['key', 'value']) {
-      cache[`past_key_values.${i}.${kind}`] = backend.tensor('float32', new Float32Array(0), [
-        batch,
-        shape.kvHeads,
-        0,
-        shape.headDim,
-      ]);
+    for (const part of parts) {
+      for (const kind of ['key', 'value']) {
+        cache[`past_key_values.${i}.${part}${kind}`] = backend.tensor('float32', new Float32Array(0), [
+          batch,
+          shape.kvHeads,
+          0,
+          shape.headDim,
+        ]);
+      }
     }
   }
   return cache;

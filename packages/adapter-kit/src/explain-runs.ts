@@ -1,4 +1,5 @@
-import type { Backend, Session, TypedTensor } from '@dexar/core';
+import { EXPLAIN_GRAPH } from '@dexar/core/adapter';
+import type { Backend, Session, TypedTensor } from '@dexar/core/runtime';
 import {
   type Cache,
   type CacheShape,
@@ -36,7 +37,7 @@ export interface DecoderOnlyExplain {
   /**
    * Prefix-LM families whose export has no `token_type_ids` (PaliGemma): a
    * call with an empty past is bidirectional, so the prompt runs alone and the
-   * answer follows with its past (docs/algorithm.md, teacher-forcing context).
+   * answer follows with its past (docs/algorithm.md, "Per family").
    */
   prefixCall: boolean;
   /**
@@ -55,7 +56,7 @@ export function explainFeeds(
   queryPositions: readonly number[],
 ): Record<string, TypedTensor> {
   return {
-    dexar_target_ids: backend.tensor('int64', BigInt64Array.from(targetIds, BigInt), [targetIds.length]),
+    [EXPLAIN_GRAPH.targetIds]: backend.tensor('int64', BigInt64Array.from(targetIds, BigInt), [targetIds.length]),
     ...queryFeeds(backend, queryPositions),
   };
 }
@@ -63,7 +64,9 @@ export function explainFeeds(
 /** The query rows alone: what an explain graph built with `greedyTargets` takes (it picks y_n itself). */
 export function queryFeeds(backend: Backend, queryPositions: readonly number[]): Record<string, TypedTensor> {
   return {
-    dexar_query_positions: backend.tensor('int64', BigInt64Array.from(queryPositions, BigInt), [queryPositions.length]),
+    [EXPLAIN_GRAPH.queryPositions]: backend.tensor('int64', BigInt64Array.from(queryPositions, BigInt), [
+      queryPositions.length,
+    ]),
   };
 }
 
@@ -99,14 +102,14 @@ export async function* streamExplainSteps(o: {
       ...o.feeds(input, cache, pastLength),
       ...queryFeeds(o.backend, [input.length - 1]),
     }),
-    pick: (outputs) => Number(outputs.dexar_target_ids.data[0]),
+    pick: (outputs) => Number(outputs[EXPLAIN_GRAPH.targetIds].data[0]),
   });
   for await (const { tokenId, outputs } of steps) {
     yield {
       tokenId,
-      gradientRows: outputs.dexar_gradient_rows,
-      attentionRows: outputs.dexar_attention_rows,
-      logitLens: outputs.dexar_logit_lens,
+      gradientRows: outputs[EXPLAIN_GRAPH.gradientRows],
+      attentionRows: outputs[EXPLAIN_GRAPH.attentionRows],
+      logitLens: outputs[EXPLAIN_GRAPH.logitLens],
     };
   }
 }
@@ -150,8 +153,8 @@ export async function explainDecoderOnly(o: DecoderOnlyExplain): Promise<Explain
   }
   const rows = stackRows(o.backend, parts, P + T - 1);
   // The position lens covers the positions of its own call: absolute only when no call had a past.
-  if (parts.length === 1 && parts.every((p) => p.dexar_position_lens)) {
-    return { ...rows, positionLens: stackAxis(o.backend, parts, 'dexar_position_lens', P + T - 1) };
+  if (parts.length === 1 && parts.every((p) => p[EXPLAIN_GRAPH.positionLens])) {
+    return { ...rows, positionLens: stackAxis(o.backend, parts, EXPLAIN_GRAPH.positionLens, P + T - 1) };
   }
   return rows;
 }
@@ -218,7 +221,7 @@ export function stackRows(
   keys: number,
 ): ExplainOutputs {
   const stack = (name: string) => stackAxis(backend, parts, name, keys);
-  const lens = parts.map((p) => p.dexar_logit_lens);
+  const lens = parts.map((p) => p[EXPLAIN_GRAPH.logitLens]);
   const L = lens[0].dims[1];
   const lensData = new Float32Array(lens.reduce((sum, t) => sum + t.dims[0], 0) * L);
   let offset = 0;
@@ -227,8 +230,8 @@ export function stackRows(
     offset += t.data.length;
   }
   return {
-    gradientRows: stack('dexar_gradient_rows'),
-    attentionRows: stack('dexar_attention_rows'),
+    gradientRows: stack(EXPLAIN_GRAPH.gradientRows),
+    attentionRows: stack(EXPLAIN_GRAPH.attentionRows),
     logitLens: backend.tensor('float32', lensData, [lensData.length / L, L]),
   };
 }

@@ -1,11 +1,10 @@
 export { configObject, eosTokenIds, parseConfig, tokenIds } from './config.js';
+export { type ConfigFields, checkDecoderInputs, GRAPHS } from './contract.js';
 export {
-  DECODER_PATH,
+  type DecoderOnlyFields,
   DecoderOnlyModel,
-  type DecoderOnlySessions,
   type DecoderOnlySettings,
   type MergedPrompt,
-  openDecoderOnlySessions,
 } from './decoder-only.js';
 export {
   argmaxLast,
@@ -19,10 +18,15 @@ export {
   type GreedyStep,
   greedyDecode,
   greedySteps,
-  layersOfDecoder,
   nextCache,
   sliceEmbeddings,
 } from './decoding.js';
+export {
+  type EncodedInput,
+  EncoderDecoderModel,
+  type EncoderDecoderSettings,
+  type GridRule,
+} from './encoder-decoder.js';
 export {
   chunkCallsAreCausal,
   type DecoderOnlyExplain,
@@ -34,7 +38,15 @@ export {
   stackRows,
   streamExplainSteps,
 } from './explain-runs.js';
-export { type Normalisation, pixelValues } from './image.js';
+export { FamilyModelBase, type FamilySettings, type OpenedSessions, openSessions } from './family-model.js';
+export {
+  type ImageProcessor,
+  type ImageProcessorDefaults,
+  imageProcessorFields,
+  type Normalisation,
+  pixelValues,
+  processImage,
+} from './image.js';
 export { LazyDecoder } from './lazy-session.js';
 export { type ModelFiles, readModelFiles } from './model-files.js';
 export {
@@ -44,3 +56,4 @@ export {
   readLogProbabilities,
   tileRows,
 } from './scoring.js';
+export { createTokenizer, type TextTokenizer } from './tokenizer.js';

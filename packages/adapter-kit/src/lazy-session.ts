@@ -1,5 +1,12 @@
-import { type Backend, DexarError, type ModelFolder, type Session, type TypedTensor } from '@dexar/core';
-import { layersOfDecoder } from './decoding.js';
+import { USE_CACHE_BRANCH } from '@dexar/core/adapter';
+import {
+  type Backend,
+  type GraphInputShapes,
+  inputShapesOf,
+  type ModelFolder,
+  type Session,
+  type TypedTensor,
+} from '@dexar/core/runtime';
 
 /**
  * A decoder session opened on first use. A teacher-forced explanation runs
@@ -13,17 +20,17 @@ export class LazyDecoder {
     private readonly backend: Backend,
     private readonly folder: ModelFolder,
     readonly path: string,
-    private readonly numLayers: number,
+    /** The family's contract check of the decoder's inputs (`FamilyModel.checkDecoder`). */
+    private readonly check: (inputs: GraphInputShapes, path: string) => void,
   ) {}
 
   get(): Promise<Session> {
-    this.session ??= this.backend.createSession(this.folder, this.path).then((session) => {
-      const layers = layersOfDecoder(session);
-      if (layers !== this.numLayers) {
-        throw new DexarError(
-          'unsupported-model',
-          `${this.folder.location}/config.json gives ${this.numLayers} decoder layers but ${this.path} has ${layers}: the config does not match the graph`,
-        );
+    this.session ??= this.backend.createSession(this.folder, this.path).then(async (session) => {
+      try {
+        this.check(inputShapesOf(session), this.path);
+      } catch (error) {
+        await session.release();
+        throw error;
       }
       return session.inputNames.includes(USE_CACHE_BRANCH) ? new CacheBranchSession(this.backend, session) : session;
     });
@@ -36,9 +43,6 @@ export class LazyDecoder {
     if (session) await (await session).release();
   }
 }
-
-/** The boolean input of a decoder merged the way optimum merges them (an If over with-past and without-past decoders). */
-const USE_CACHE_BRANCH = 'use_cache_branch';
 
 /**
  * A merged decoder's session: `use_cache_branch` follows the feeds, true exactly when the past is

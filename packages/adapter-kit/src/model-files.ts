@@ -1,14 +1,15 @@
-import { checkConfigLimits, type ModelFolder, readJson } from '@dexar/core';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { checkConfigLimits } from '@dexar/core/adapter';
+import { type ModelFolder, readJson } from '@dexar/core/runtime';
 import type { z } from 'zod';
 import { parseConfig } from './config.js';
+import { createTokenizer, type TextTokenizer } from './tokenizer.js';
 
 export interface ModelFiles<C, P> {
   config: C;
   preprocessor: P;
   /** `generation_config.json`, when the folder has one. */
   generation: unknown;
-  tokenizer: Tokenizer;
+  tokenizer: TextTokenizer;
   tokenizerConfig: Record<string, unknown>;
 }
 
@@ -36,6 +37,6 @@ export async function readModelFiles<CS extends z.ZodType, PS extends z.ZodType>
     ? await readJson(folder, 'generation_config.json')
     : undefined;
   const tokenizerConfig = (await readJson(folder, 'tokenizer_config.json')) as Record<string, unknown>;
-  const tokenizer = new Tokenizer(await readJson(folder, 'tokenizer.json'), tokenizerConfig);
+  const tokenizer = createTokenizer((await readJson(folder, 'tokenizer.json')) as object, tokenizerConfig);
   return { config, preprocessor, generation, tokenizer, tokenizerConfig };
 }

@@ -1,4 +1,6 @@
-import { type Backend, DexarError, type ScoreBatch, type Session, type TypedTensor } from '@dexar/core';
+import { DexarError } from '@dexar/core';
+import type { ScoreBatch } from '@dexar/core/adapter';
+import type { Backend, Session, TypedTensor } from '@dexar/core/runtime';
 import type { Embeddings } from './decoding.js';
 
 /** Checks a `ScoreBatch` against a model with `imageTokens` image tokens; returns the batch size B. */

@@ -1,14 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import {
-  adapterFor,
-  type Backend,
-  type Compat,
-  type Explanation,
-  type FamilyModel,
-  type ModelFolder,
-  readJson,
-} from '@dexar/core';
+import type { Compat, Explanation } from '@dexar/core';
+import { adapterFor, type FamilyModel } from '@dexar/core/adapter';
+import { type Backend, type ModelFolder, readJson } from '@dexar/core/runtime';
 import { decodeImage, openModelFolder } from '@dexar/runtime-node';
 import { expect } from 'vitest';
 

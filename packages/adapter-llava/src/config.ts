@@ -1,4 +1,4 @@
-import { configObject, tokenIds } from '@dexar/adapter-kit';
+import { configObject, imageProcessorFields, tokenIds } from '@dexar/adapter-kit';
 import { z } from 'zod';
 
 const count = z.number().int().positive();
@@ -45,24 +45,15 @@ export const LlavaConfigSchema = configObject({
 }));
 export type LlavaConfig = z.infer<typeof LlavaConfigSchema>;
 
-/** CLIP image processor settings (`preprocessor_config.json`). */
-export const ClipPreprocessorSchema = configObject({
-  do_resize: z.boolean().default(true),
-  size: z
-    .union([z.object({ shortest_edge: z.number().int().positive() }), z.number().int().positive()])
-    .default({ shortest_edge: 224 }),
-  resample: z.number().int().default(3),
-  do_center_crop: z.boolean().default(true),
-  crop_size: z
-    .union([
-      z.object({ height: z.number().int().positive(), width: z.number().int().positive() }),
-      z.number().int().positive(),
-    ])
-    .default({ height: 224, width: 224 }),
-  do_rescale: z.boolean().default(true),
-  rescale_factor: z.number().default(1 / 255),
-  do_normalize: z.boolean().default(true),
-  image_mean: z.array(z.number()).length(3).default([0.48145466, 0.4578275, 0.40821073]),
-  image_std: z.array(z.number()).length(3).default([0.26862954, 0.26130258, 0.27577711]),
-});
+/** CLIP image processor settings (`preprocessor_config.json`): shortest-edge resize, centre crop, CLIP's mean and std. */
+export const ClipPreprocessorSchema = configObject(
+  imageProcessorFields({
+    size: { shortest_edge: 224 },
+    default_to_square: false,
+    do_center_crop: true,
+    crop_size: { height: 224, width: 224 },
+    image_mean: [0.48145466, 0.4578275, 0.40821073],
+    image_std: [0.26862954, 0.26130258, 0.27577711],
+  }),
+);
 export type ClipPreprocessor = z.infer<typeof ClipPreprocessorSchema>;

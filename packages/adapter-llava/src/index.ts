@@ -1,4 +1,4 @@
-import { type ModelAdapter, registerAdapter } from '@dexar/core';
+import { type ModelAdapter, registerAdapter } from '@dexar/core/adapter';
 import { loadLlava } from './model.js';
 
 /** LLaVA-1.5 (Llama decoder) and BakLLaVA (Mistral decoder, grouped-query attention). */
@@ -9,5 +9,3 @@ export const llavaAdapter: ModelAdapter = {
 };
 
 registerAdapter(llavaAdapter);
-
-export { clipPixelValues } from './preprocess.js';

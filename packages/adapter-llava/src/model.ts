@@ -1,15 +1,17 @@
 import {
   DecoderOnlyModel,
-  type DecoderOnlySessions,
   eosTokenIds,
   type MergedPrompt,
-  openDecoderOnlySessions,
+  type OpenedSessions,
+  openSessions,
+  processImage,
   readModelFiles,
+  type TextTokenizer,
 } from '@dexar/adapter-kit';
-import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage } from '@dexar/core';
-import type { Tokenizer } from '@huggingface/tokenizers';
+import { DexarError, type RgbaImage } from '@dexar/core';
+import type { FamilyModel } from '@dexar/core/adapter';
+import type { Backend, ModelFolder } from '@dexar/core/runtime';
 import { type ClipPreprocessor, ClipPreprocessorSchema, type LlavaConfig, LlavaConfigSchema } from './config.js';
-import { clipPixelValues } from './preprocess.js';
 
 export async function loadLlava(folder: ModelFolder, backend: Backend, rawConfig: unknown): Promise<FamilyModel> {
   const { config, preprocessor, generation, tokenizer } = await readModelFiles(folder, rawConfig, {
@@ -18,14 +20,8 @@ export async function loadLlava(folder: ModelFolder, backend: Backend, rawConfig
     preprocessor: ClipPreprocessorSchema,
     preprocessorExpected: 'expected CLIP image processor settings',
   });
-  return new LlavaModel(
-    backend,
-    tokenizer,
-    await openDecoderOnlySessions(folder, backend, config.text_config.num_hidden_layers),
-    config,
-    preprocessor,
-    generation,
-  );
+  const sessions = await openSessions(folder, backend, ['vision', 'embed']);
+  return new LlavaModel(backend, folder, tokenizer, sessions, config, preprocessor, generation);
 }
 
 /** LLaVA-1.5 and BakLLaVA: the `<image>` placeholder expanded in place, all causal. */
@@ -36,14 +32,16 @@ class LlavaModel extends DecoderOnlyModel {
 
   constructor(
     backend: Backend,
-    tokenizer: Tokenizer,
-    sessions: DecoderOnlySessions,
+    folder: ModelFolder,
+    tokenizer: TextTokenizer,
+    sessions: OpenedSessions,
     private readonly config: LlavaConfig,
     private readonly preprocessor: ClipPreprocessor,
     generation: unknown,
   ) {
     const side = config.vision_config.image_size / config.vision_config.patch_size;
-    super(backend, tokenizer, sessions, {
+    const leadingFeatures = config.vision_feature_select_strategy === 'full' ? 1 : 0;
+    super(backend, folder, tokenizer, sessions, {
       family: 'llava',
       cache: {
         numLayers: config.text_config.num_hidden_layers,
@@ -52,11 +50,20 @@ class LlavaModel extends DecoderOnlyModel {
       },
       eos: eosTokenIds([generation, config.text_config, config], 2),
       grid: { height: side, width: side },
+      leadingFeatures,
+      imageTokenId: config.image_token_index,
       firstPosition: 0,
       prefixCall: false,
+      fields: {
+        numLayers: 'text_config.num_hidden_layers',
+        kvHeads: 'text_config.num_key_value_heads',
+        headDim: 'text_config.head_dim (else hidden_size / num_attention_heads)',
+        grid: 'vision_config.image_size / vision_config.patch_size',
+        imageTokenId: 'image_token_index',
+      },
     });
     // Expanded from the config, not by transformers.js's processor, which adds one too many for `default`.
-    this.imageTokens = side * side + (config.vision_feature_select_strategy === 'full' ? 1 : 0);
+    this.imageTokens = side * side + leadingFeatures;
     this.imageToken = tokenizer.id_to_token(config.image_token_index) ?? '<image>';
   }
 
@@ -75,8 +82,7 @@ class LlavaModel extends DecoderOnlyModel {
       ...Array(this.imageTokens).fill(this.config.image_token_index),
       ...ids.slice(at + 1),
     ];
-    const pixels = await clipPixelValues(image, this.preprocessor, this.backend);
-    return this.mergeImage({ width: image.width, height: image.height }, promptIds, at, pixels, this.imageTokens);
+    return this.mergeImage(image, promptIds, processImage(image, this.preprocessor));
   }
 
   /** The LLaVA code leaves the first key after the image (a lone `▁`) out of the text set. */

@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { adapterFor, type FamilyModel, readJson } from '@dexar/core';
+import { processImage } from '@dexar/adapter-kit';
+import { adapterFor, type FamilyModel } from '@dexar/core/adapter';
+import { readJson } from '@dexar/core/runtime';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -9,7 +11,7 @@ import {
   referenceCases,
 } from '../../adapter-kit/test/reference-cases.js';
 import { ClipPreprocessorSchema } from '../src/config.js';
-import { clipPixelValues, llavaAdapter } from '../src/index.js';
+import { llavaAdapter } from '../src/index.js';
 
 const backend = nodeBackend({ threads: 1 });
 
@@ -33,7 +35,7 @@ describe.each(['llava-tiny', 'bakllava-tiny'])('%s', (name) => {
       const preprocessor = ClipPreprocessorSchema.parse(
         JSON.parse(await readFile(`${modelDir(name)}/preprocessor_config.json`, 'utf8')),
       );
-      const pixels = await clipPixelValues(image, preprocessor, backend);
+      const pixels = processImage(image, preprocessor);
       expect(pixels.dims).toEqual(c.pixel_values.dims);
       let worst = 0;
       for (let i = 0; i < pixels.data.length; i++)
@@ -72,7 +74,7 @@ describe('config validation', () => {
       llavaAdapter.load(folder, backend, { ...config, text_config: { model_type: 'gpt2' } }),
     ).rejects.toThrowError(/config.json: text_config.model_type .*llama or mistral text model/);
     expect(() => adapterFor({ model_type: 'bert' }, folder.location)).toThrowError(
-      /model_type "bert", which no registered adapter supports \(model types: llava\)/,
+      /model_type "bert", which no registered adapter supports \(registered model types: llava\): register its family's adapter \(CLI: --adapter <package>; library: Explainer.open\(\{ adapter \}\)/,
     );
   });
 

@@ -1,5 +1,6 @@
 import { concatEmbeddings, decoderFeeds, type Embeddings, emptyCache, type MergedPrompt } from '@dexar/adapter-kit';
-import type { FamilyModel, ModelFolder, Session } from '@dexar/core';
+import type { FamilyModel } from '@dexar/core/adapter';
+import type { ModelFolder, Session } from '@dexar/core/runtime';
 import { nodeBackend } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caseImage, openFixtureModel, referenceCases } from '../../adapter-kit/test/reference-cases.js';

@@ -1,4 +1,4 @@
-import { configObject, tokenIds } from '@dexar/adapter-kit';
+import { configObject, imageProcessorFields, tokenIds } from '@dexar/adapter-kit';
 import { z } from 'zod';
 
 const count = z.number().int().positive();
@@ -58,15 +58,13 @@ export const PaliGemmaConfigSchema = configObject({
 export type PaliGemmaConfig = z.infer<typeof PaliGemmaConfigSchema>;
 
 /** SigLIP image processor settings: a square resize, rescale, normalise (mean and std 0.5). */
-export const SiglipPreprocessorSchema = configObject({
-  size: z
-    .object({ height: z.number().int().positive(), width: z.number().int().positive() })
-    .default({ height: 224, width: 224 }),
-  resample: z.number().int().default(3),
-  do_rescale: z.boolean().default(true),
-  rescale_factor: z.number().default(1 / 255),
-  do_normalize: z.boolean().default(true),
-  image_mean: z.array(z.number()).length(3).default([0.5, 0.5, 0.5]),
-  image_std: z.array(z.number()).length(3).default([0.5, 0.5, 0.5]),
-});
+export const SiglipPreprocessorSchema = configObject(
+  imageProcessorFields({
+    size: { height: 224, width: 224 },
+    default_to_square: true,
+    do_center_crop: false,
+    image_mean: [0.5, 0.5, 0.5],
+    image_std: [0.5, 0.5, 0.5],
+  }),
+);
 export type SiglipPreprocessor = z.infer<typeof SiglipPreprocessorSchema>;

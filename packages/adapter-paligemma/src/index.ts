@@ -1,4 +1,4 @@
-import { type ModelAdapter, registerAdapter } from '@dexar/core';
+import { type ModelAdapter, registerAdapter } from '@dexar/core/adapter';
 import { loadPaliGemma } from './model.js';
 
 /** PaliGemma (Gemma or Gemma-2 text model, SigLIP tower, prefix-LM mask, soft-capped head). */

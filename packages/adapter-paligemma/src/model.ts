@@ -1,14 +1,16 @@
 import {
   DecoderOnlyModel,
-  type DecoderOnlySessions,
   eosTokenIds,
   type MergedPrompt,
-  openDecoderOnlySessions,
-  pixelValues,
+  type OpenedSessions,
+  openSessions,
+  processImage,
   readModelFiles,
+  type TextTokenizer,
 } from '@dexar/adapter-kit';
-import { type Backend, DexarError, type FamilyModel, type ModelFolder, type RgbaImage } from '@dexar/core';
-import type { Tokenizer } from '@huggingface/tokenizers';
+import { DexarError, type RgbaImage } from '@dexar/core';
+import type { FamilyModel } from '@dexar/core/adapter';
+import type { Backend, ModelFolder } from '@dexar/core/runtime';
 import {
   type PaliGemmaConfig,
   PaliGemmaConfigSchema,
@@ -23,16 +25,9 @@ export async function loadPaliGemma(folder: ModelFolder, backend: Backend, rawCo
     preprocessor: SiglipPreprocessorSchema,
     preprocessorExpected: 'expected SigLIP image processor settings',
   });
-  const sessions = await openDecoderOnlySessions(folder, backend, config.text_config.num_hidden_layers);
-  return new PaliGemmaModel(
-    backend,
-    tokenizer,
-    sessions,
-    config,
-    preprocessor,
-    generation,
-    (tokenizerConfig.bos_token as string | undefined) ?? '<bos>',
-  );
+  const sessions = await openSessions(folder, backend, ['vision', 'embed']);
+  const bosToken = (tokenizerConfig.bos_token as string | undefined) ?? '<bos>';
+  return new PaliGemmaModel(backend, folder, tokenizer, sessions, config, preprocessor, generation, bosToken);
 }
 
 /**
@@ -46,15 +41,16 @@ class PaliGemmaModel extends DecoderOnlyModel {
 
   constructor(
     backend: Backend,
-    tokenizer: Tokenizer,
-    sessions: DecoderOnlySessions,
+    folder: ModelFolder,
+    tokenizer: TextTokenizer,
+    sessions: OpenedSessions,
     config: PaliGemmaConfig,
     private readonly preprocessor: SiglipPreprocessor,
     generation: unknown,
     private readonly bosToken: string,
   ) {
     const side = config.vision_config.image_size / config.vision_config.patch_size;
-    super(backend, tokenizer, sessions, {
+    super(backend, folder, tokenizer, sessions, {
       family: 'paligemma',
       cache: {
         numLayers: config.text_config.num_hidden_layers,
@@ -63,8 +59,16 @@ class PaliGemmaModel extends DecoderOnlyModel {
       },
       eos: eosTokenIds([generation, config.text_config, config], 1),
       grid: { height: side, width: side },
+      imageTokenId: config.image_token_index,
       firstPosition: 1, // transformers' PaliGemma counts positions from 1
       prefixCall: true,
+      fields: {
+        numLayers: 'text_config.num_hidden_layers',
+        kvHeads: 'text_config.num_key_value_heads',
+        headDim: 'text_config.head_dim',
+        grid: 'vision_config.image_size / vision_config.patch_size',
+        imageTokenId: 'image_token_index',
+      },
     });
     this.imageTokens = side * side;
     this.imageToken = tokenizer.id_to_token(config.image_token_index) ?? '<image>';
@@ -79,23 +83,7 @@ class PaliGemmaModel extends DecoderOnlyModel {
     }
     const text = `${this.imageToken.repeat(this.imageTokens)}${this.bosToken}${prompt}\n`;
     const promptIds = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
-    const pp = this.preprocessor;
-    const resized = await this.backend.resizeImage(
-      image,
-      pp.size.width,
-      pp.size.height,
-      pp.resample === 2 ? 'bilinear' : 'bicubic',
-    );
-    const pixels = pixelValues(
-      resized,
-      { top: 0, left: 0, height: pp.size.height, width: pp.size.width },
-      {
-        scale: pp.do_rescale ? pp.rescale_factor : 1,
-        mean: pp.do_normalize ? pp.image_mean : [0, 0, 0],
-        std: pp.do_normalize ? pp.image_std : [1, 1, 1],
-      },
-    );
-    return this.mergeImage({ width: image.width, height: image.height }, promptIds, 0, pixels, this.imageTokens);
+    return this.mergeImage(image, promptIds, processImage(image, this.preprocessor));
   }
 
   /** Quirk 2 is the LLaVA code's; PaliGemma's text set keeps every non-image key. */

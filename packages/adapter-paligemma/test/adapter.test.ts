@@ -1,4 +1,5 @@
-import { adapterFor, type FamilyModel, readJson } from '@dexar/core';
+import { adapterFor, type FamilyModel } from '@dexar/core/adapter';
+import { readJson } from '@dexar/core/runtime';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectPreparedLikeReference, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';

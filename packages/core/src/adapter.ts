@@ -1,20 +1,27 @@
+/**
+ * `@dexar/core/adapter`: the plugin boundary. A model family is a `ModelAdapter`; the pipeline
+ * (`@dexar/explain`) takes one explicitly (`Explainer.open({ adapter })`) or finds it in the
+ * registry by `config.json`'s `model_type`. docs/adapters.md builds one step by step.
+ */
 import { checkConfigLimits } from './config-limits.js';
 import { DexarError } from './errors.js';
 import type { TokenLayout } from './layout.js';
 import type { Compat } from './options.js';
 import type { RgbaImage } from './render/heatmap.js';
-import type { Backend, ModelFolder, Session, TypedTensor } from './runtime.js';
+import type { Backend, GraphInputShapes, ModelFolder, Session, TypedTensor } from './runtime.js';
+
+export { checkConfigLimits } from './config-limits.js';
 
 /**
  * A model family (transformers.js's one folder per family): it knows its
  * config, preprocessing, prompt and token layout, and how to feed its ONNX
- * sessions. Register one with `registerAdapter`; `config.json`'s
- * `model_type` picks it. Adding a family touches no other package.
+ * sessions. Adding a family touches no other package.
  */
 export interface ModelAdapter {
   readonly family: string;
   /** `config.json` `model_type` values this adapter loads. */
   readonly modelTypes: readonly string[];
+  /** Opens the family's sessions (the decoder may open on first use); `config` is the parsed `config.json`. */
   load(folder: ModelFolder, backend: Backend, config: unknown): Promise<FamilyModel>;
 }
 
@@ -82,26 +89,37 @@ export interface StreamedRows extends ExplainRows {
   readonly tokenId: number;
 }
 
-export interface FamilyModel {
+/**
+ * A loaded model of one family. `Input` is what its `prepare` returns (embeddings, encoder states,
+ * the image span): the pipeline only carries it from `prepare` to the other calls.
+ */
+export interface FamilyModel<Input extends PreparedInput = PreparedInput> {
   readonly family: string;
   readonly numLayers: number;
   /** The decoder graph DEX-AR augments, and which of its attentions it differentiates. */
   readonly decoder: { readonly path: string; readonly attention: 'self' | 'cross' };
-  prepare(image: RgbaImage, prompt: string): Promise<PreparedInput>;
+  /**
+   * Refuses a decoder graph whose inputs disagree with the config (layer count, KV heads, head
+   * size): one line naming the config field. The pipeline calls it with the decoder's inputs before
+   * building the explain graph and with the explain graph's once opened (a cached graph may predate
+   * an edited config).
+   */
+  checkDecoder(inputs: GraphInputShapes, path: string): void;
+  prepare(image: RgbaImage, prompt: string): Promise<Input>;
   /** Target text to ids, as the model would have produced it after the prompt. */
   tokenizeTarget(text: string): number[];
   /** Each id decoded on its own, for display. */
   tokenStrings(ids: readonly number[]): string[];
   decode(ids: readonly number[]): string;
   /** Greedy decoding with the KV cache; stops at EOS (not returned) or after `maxNewTokens`. */
-  generate(input: PreparedInput, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]>;
+  generate(input: Input, maxNewTokens: number, onProgress?: ProgressCallback): Promise<number[]>;
   /**
    * Teacher-forced explain run of the augmented decoder over prompt + y_0 .. y_{T-2}: the rows of
    * every target in one pass (two for a prefix LM). The pipeline's `stepwise` strategy replays the
    * authors' loop by calling it once per prefix of the targets.
    */
   explain(
-    input: PreparedInput,
+    input: Input,
     targetIds: readonly number[],
     session: Session,
     options: {
@@ -127,7 +145,7 @@ export interface FamilyModel {
    * yielded) or after `maxNewTokens`. Holds the weights once: the plain decoder is not opened.
    */
   stream(
-    input: PreparedInput,
+    input: Input,
     maxNewTokens: number,
     session: Session,
     options: { compat: Compat },
@@ -137,7 +155,7 @@ export interface FamilyModel {
    * the targets for each row of a batch of variants of `input`, in one batched run of the vision
    * encoder and of the decoder. Returns `[B, T]`, natural logarithms.
    */
-  scoreTargets?(input: PreparedInput, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array>;
+  scoreTargets?(input: Input, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array>;
   /**
    * Releases the plain decoder's session, and with it the decoder's weights: the pipeline holds one
    * decoder at a time (this one or an explain graph). The next generation opens it again.
@@ -146,27 +164,94 @@ export interface FamilyModel {
   release(): Promise<void>;
 }
 
-const adapters = new Map<string, ModelAdapter>();
+/**
+ * The registry lives on `globalThis` under a `Symbol.for` key, not in this module: an adapter
+ * package linked from elsewhere loads its own copy of `@dexar/core`, and its registration must
+ * reach the pipeline's copy.
+ */
+const REGISTRY = Symbol.for('dexar.adapters');
 
+function registry(): Map<string, ModelAdapter> {
+  const holder = globalThis as { [REGISTRY]?: Map<string, ModelAdapter> };
+  holder[REGISTRY] ??= new Map();
+  return holder[REGISTRY];
+}
+
+/** Makes an adapter's model types discoverable from `config.json` (a later registration of a type wins). */
 export function registerAdapter(adapter: ModelAdapter): void {
-  for (const type of adapter.modelTypes) adapters.set(type, adapter);
+  if (!isModelAdapter(adapter)) {
+    throw new DexarError(
+      'invalid-options',
+      'registerAdapter takes a ModelAdapter: an object with a family name, a non-empty modelTypes list and a load function',
+    );
+  }
+  for (const type of adapter.modelTypes) registry().set(type, adapter);
+}
+
+/** Whether a value is shaped as a `ModelAdapter` (the CLI's `--adapter` looks for them among a package's exports). */
+export function isModelAdapter(value: unknown): value is ModelAdapter {
+  const a = value as Partial<ModelAdapter> | null;
+  return (
+    typeof a === 'object' &&
+    a !== null &&
+    typeof a.family === 'string' &&
+    Array.isArray(a.modelTypes) &&
+    a.modelTypes.length > 0 &&
+    a.modelTypes.every((t) => typeof t === 'string') &&
+    typeof a.load === 'function'
+  );
 }
 
 export function registeredFamilies(): string[] {
-  return [...new Set([...adapters.values()].map((a) => a.family))];
+  return [...new Set([...registry().values()].map((a) => a.family))];
 }
 
-/** The adapter for a parsed `config.json`, or a clear error listing what is supported. */
-export function adapterFor(config: unknown, location: string): ModelAdapter {
+/**
+ * The adapter for a parsed `config.json`: `explicit` when given (it must list the folder's
+ * `model_type`), else the registered one; a clear error saying how to add one otherwise.
+ */
+export function adapterFor(config: unknown, location: string, explicit?: ModelAdapter): ModelAdapter {
   checkConfigLimits(config, `${location}/config.json`);
   const modelType = (config as { model_type?: unknown } | null)?.model_type;
-  const adapter = typeof modelType === 'string' ? adapters.get(modelType) : undefined;
-  if (!adapter) {
-    const known = [...adapters.keys()].join(', ') || 'none registered';
+  if (explicit) {
+    if (typeof modelType === 'string' && explicit.modelTypes.includes(modelType)) return explicit;
     throw new DexarError(
       'unsupported-model',
-      `${location}/config.json has model_type ${JSON.stringify(modelType)}, which no registered adapter supports (model types: ${known}); point --model at a supported model folder`,
+      `${location}/config.json has model_type ${JSON.stringify(modelType)}, but the ${explicit.family} adapter given loads ${explicit.modelTypes.map((t) => JSON.stringify(t)).join(', ')}: give the adapter of this model's family`,
+    );
+  }
+  const adapter = typeof modelType === 'string' ? registry().get(modelType) : undefined;
+  if (!adapter) {
+    const known = [...registry().keys()].join(', ') || 'none';
+    throw new DexarError(
+      'unsupported-model',
+      `${location}/config.json has model_type ${JSON.stringify(modelType)}, which no registered adapter supports (registered model types: ${known}): register its family's adapter (CLI: --adapter <package>; library: Explainer.open({ adapter }) or import the adapter package) or point --model at a supported model folder`,
     );
   }
   return adapter;
 }
+
+/**
+ * The explain graph's own inputs and outputs: `@dexar/onnx-graph` adds them to the decoder graph,
+ * the families feed and read them (docs/adapters.md, "The ONNX contract").
+ */
+export const EXPLAIN_GRAPH = {
+  /** int64 `[T]`: the targets y_n (an output of a graph built with `greedyTargets`). */
+  targetIds: 'dexar_target_ids',
+  /** int64 `[T]`: the query row q_n of each target on the call's sequence axis. */
+  queryPositions: 'dexar_query_positions',
+  /** float32 `[T, layers, heads, keys]`: `A_l[:, q_n, :]`. */
+  attentionRows: 'dexar_attention_rows',
+  /** float32 `[T, layers, heads, keys]`: `d z_{n,l} / d A_l[:, q_n, :]`, unclamped. */
+  gradientRows: 'dexar_gradient_rows',
+  /** float32 `[T, layers]`: the logit-lens logits `z_{n,l}`. */
+  logitLens: 'dexar_logit_lens',
+  /** float32 `[T, layers, positions]`, built with `positionLens` only: `z` at every position of the call. */
+  positionLens: 'dexar_position_lens',
+} as const;
+
+/**
+ * The boolean input of a decoder merged the way optimum merges them: an If over the with-past and
+ * the without-past decoders. Callers feed it true exactly when the past is not empty.
+ */
+export const USE_CACHE_BRANCH = 'use_cache_branch';

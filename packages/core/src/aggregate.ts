@@ -3,7 +3,7 @@ import { type Grid, type TokenLayout, validateGrid, validateStep, validateStepCo
 import { type DexarOptions, type DexarOptionsInput, layersUsed, parseOptions } from './options.js';
 import type { FloatData, Tensor } from './tensor.js';
 
-/** The raw signal of docs/algorithm.md, "Per-layer gradient". */
+/** The raw signal of docs/algorithm.md, "The signal: a gradient per layer". */
 export interface GradientRows {
   /** `G_{n,l}[h, k] = d z_{n,l} / d A_l[h, q_n, k]`, unclamped. `[T, layers, heads, keys]`; keys past `keyCounts[n]` are ignored. */
   readonly rows: Tensor<FloatData>;

@@ -28,12 +28,20 @@ const usageCodes: ReadonlySet<DexarErrorCode> = new Set([
   'invalid-dataset',
 ]);
 
+/** Marks a DexarError from any copy of this package (an adapter linked from elsewhere brings its own). */
+const BRAND = Symbol.for('dexar.DexarError');
+
 export class DexarError extends Error {
   override readonly name = 'DexarError';
   readonly code: DexarErrorCode;
   constructor(code: DexarErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+  /** `instanceof DexarError` holds for errors of every loaded copy of `@dexar/core`. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
   /** True when the caller asked for something impossible (exit 2), false for failures while running (exit 1). */
   get isUsageError(): boolean {

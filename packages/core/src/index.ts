@@ -1,17 +1,8 @@
-export {
-  adapterFor,
-  type ExplainRows,
-  type FamilyModel,
-  type ModelAdapter,
-  type PixelValues,
-  type PreparedInput,
-  type ProgressCallback,
-  type ProgressEvent,
-  registerAdapter,
-  registeredFamilies,
-  type ScoreBatch,
-  type StreamedRows,
-} from './adapter.js';
+/**
+ * `@dexar/core`: the DEX-AR math on typed arrays (aggregation, token layouts, options, the result
+ * and its schema, heatmaps, Pillow-exact resizing). The plugin boundary is in `@dexar/core/adapter`,
+ * the runtime contract in `@dexar/core/runtime`.
+ */
 export {
   type Aggregation,
   aggregate,
@@ -22,15 +13,13 @@ export {
   type TokenAggregate,
   type TokenRows,
 } from './aggregate.js';
-export { checkConfigLimits } from './config-limits.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
-export { checkImageHeader, type ImageFormat, type ImageHeader } from './image/header.js';
-export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
-export { resample } from './image/resample.js';
+export { type ResizeFilter, resample } from './image/resample.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';
 export {
   type Compat,
   CompatSchema,
+  DEFAULT_OPTIONS,
   type DexarOptions,
   type DexarOptionsInput,
   DexarOptionsSchema,
@@ -50,22 +39,10 @@ export {
 export {
   type Explanation,
   type ExplanationMeta,
-  ExplanationSchema,
+  flatHeatmap,
   heatmapRows,
+  type RawRows,
   toExplanation,
 } from './result.js';
-export {
-  type Backend,
-  type DType,
-  isDerivedFile,
-  type ModelFolder,
-  type ResizeFilter,
-  readJson,
-  readText,
-  type Session,
-  type SessionOptions,
-  type TypedTensor,
-  type Variant,
-  variantPath,
-} from './runtime.js';
+export { ExplanationSchema } from './schema.js';
 export { type FloatData, type Tensor, type TensorData, tensor } from './tensor.js';

@@ -28,13 +28,23 @@ export interface TokenLayout {
 /**
  * Text keys of a causal decoder at step n: every visible non-image key, less
  * `exclude` (the authors' code leaves out the first key after the image for
- * LLaVA: docs/algorithm.md, quirk 2).
+ * LLaVA: docs/algorithm.md, quirk 2). An excluded key must be a non-image key
+ * that some step sees: anything else is refused, not ignored.
  */
 export function causalTextKeys(
   keyCounts: readonly number[],
   imageKeys: KeySpan,
   exclude: readonly number[] = [],
 ): number[][] {
+  const visible = Math.max(0, ...keyCounts);
+  for (const k of exclude) {
+    const image = k >= imageKeys.start && k < imageKeys.end;
+    if (!Number.isInteger(k) || k < 0 || k >= visible || image) {
+      invalidLayout(
+        `the text-set exclusion ${k} is ${image ? 'an image key' : `not a key any step sees (0 to ${visible - 1})`}: exclude text positions, outside the image [${imageKeys.start}, ${imageKeys.end})`,
+      );
+    }
+  }
   const skipped = new Set(exclude);
   return keyCounts.map((count) => {
     const keys: number[] = [];

@@ -1,23 +1,51 @@
-import { z } from 'zod';
+// zod's tree-shakable build: a bundle that only aggregates carries a few KB of it, not the whole
+// library (measured in test/bundle.test.ts). Its schemas mix with the classic ones (`ExplanationSchema`).
+import * as z from 'zod/mini';
 import { DexarError } from './errors.js';
 
 /**
  * `official` reproduces the authors' code, quirks included; `paper` follows the
- * published equations (docs/algorithm.md, "Maps, token weights and the sentence map").
+ * published equations (docs/algorithm.md, "Maps").
  */
+export type Compat = 'official' | 'paper';
+
+/** The DEX-AR options, every field resolved (what `parseOptions` returns). */
+export interface DexarOptions {
+  /**
+   * First decoder layer aggregated; a negative value counts from the end (`L + layerIndex`, clamped
+   * to 0, as the authors' code does). docs/algorithm.md, "Layers".
+   * @defaultValue -10
+   */
+  readonly layerIndex: number;
+  /**
+   * Head scores are the mean of the `topK` largest positive gradients (paper Eq. 5); at most the
+   * number of image tokens. `1` is the authors' choice.
+   * @defaultValue 1
+   */
+  readonly topK: number;
+  /**
+   * `official`: the authors' code, quirks included; `paper`: the published equations.
+   * @defaultValue 'official'
+   */
+  readonly compat: Compat;
+}
+
+/** DEX-AR options as a caller gives them: any field left out takes its documented default. */
+export type DexarOptionsInput = Partial<DexarOptions>;
+
+/** The defaults of `DexarOptions`, as documented on its fields. */
+export const DEFAULT_OPTIONS: DexarOptions = { layerIndex: -10, topK: 1, compat: 'official' };
+
 export const CompatSchema = z.enum(['official', 'paper']);
-export type Compat = z.infer<typeof CompatSchema>;
 
+/** `DexarOptions` as a zod schema (unknown keys refused, defaults filled in). */
 export const DexarOptionsSchema = z.strictObject({
-  /** First layer used; negative counts from the end (L + layerIndex, clamped to 0). */
-  layerIndex: z.number().int().default(-10),
-  /** Head scores are the mean of the top-k positive gradients (paper Eq. 5; k = 1 is the authors' choice). */
-  topK: z.number().int().min(1).default(1),
-  compat: CompatSchema.default('official'),
+  layerIndex: z._default(z.int(), DEFAULT_OPTIONS.layerIndex),
+  topK: z._default(z.int().check(z.minimum(1)), DEFAULT_OPTIONS.topK),
+  compat: z._default(CompatSchema, DEFAULT_OPTIONS.compat),
 });
-export type DexarOptions = z.infer<typeof DexarOptionsSchema>;
-export type DexarOptionsInput = z.input<typeof DexarOptionsSchema>;
 
+/** Validates options and fills in the defaults; a bad value is a `DexarError` (`invalid-options`) naming the field. */
 export function parseOptions(options: DexarOptionsInput = {}): DexarOptions {
   const parsed = DexarOptionsSchema.safeParse(options);
   if (!parsed.success) {

@@ -1,76 +1,66 @@
-import { z } from 'zod';
 import type { DexarMaps } from './aggregate.js';
+import { DexarError } from './errors.js';
 import type { Grid, TokenLayout } from './layout.js';
-import { DexarOptionsSchema } from './options.js';
+import type { DexarOptions } from './options.js';
 import type { FloatData, Tensor } from './tensor.js';
 
-const map2d = z.array(z.array(z.number()));
-const map3d = z.array(map2d);
-
 /**
- * The JSON form of one explanation, shared by the library, the CLI
- * (`result.json`, `--json`) and the demo's export. Field names follow
- * docs/algorithm.md, "Outputs".
+ * The JSON form of one explanation, shared by the library, the CLI (`result.json`, `--json`) and
+ * the demo's export; `ExplanationSchema` validates it. Maps are nested `[row][column]` arrays over
+ * the patch grid, row-major, values in [0, 1] (`flatHeatmap` turns one into the flat form
+ * `overlayHeatmap` takes). Notation: docs/algorithm.md, "Notation" and "Maps".
  */
-export const ExplanationSchema = z
-  .strictObject({
-    schemaVersion: z.literal(1),
-    method: z.string().min(1),
-    model: z.strictObject({ family: z.string(), path: z.string().optional() }).optional(),
-    prompt: z.string().optional(),
-    image: z.strictObject({ width: z.number().int().positive(), height: z.number().int().positive() }).optional(),
-    options: DexarOptionsSchema,
-    layersUsed: z.array(z.number().int().nonnegative()).min(1),
-    grid: z.strictObject({
-      height: z.number().int().positive(),
-      width: z.number().int().positive(),
-    }),
-    tokens: z.array(z.string()),
-    tokenIds: z.array(z.number().int()),
-    /** `[T][gh][gw]` */
-    perTokenHeatmaps: map3d,
-    perTokenHeatmapsUnfiltered: map3d,
-    /** `[T]` */
-    tokenWeights: z.array(z.number()),
-    /** `[gh][gw]` */
-    sentenceHeatmap: map2d,
-    sentenceHeatmapUnfiltered: map2d,
-    /** `[T][layersUsed][H]` */
-    headWeights: map3d.optional(),
-    /** Unclamped rows per token, layer and head, cropped to the keys each step sees: `[T][layers][H][keys_n]`. */
-    raw: z
-      .strictObject({
-        layers: z.array(z.number().int().nonnegative()),
-        imageKeys: z.strictObject({ start: z.number().int(), end: z.number().int() }),
-        gradientRows: z.array(map3d),
-        attentionRows: z.array(map3d),
-        /** Logit-lens logit of each target at every position `[T][layers][positions]` (explain with `positionLens`). */
-        positionLens: map3d.optional(),
-      })
-      .optional(),
-  })
-  .superRefine((r, ctx) => {
-    const T = r.tokens.length;
-    const { height, width } = r.grid;
-    const bad = (message: string) => ctx.addIssue({ code: 'custom', message });
-    if (r.tokenIds.length !== T) bad(`${T} tokens but ${r.tokenIds.length} token ids`);
-    if (r.tokenWeights.length !== T) bad(`${T} tokens but ${r.tokenWeights.length} token weights`);
-    for (const [name, maps] of [
-      ['perTokenHeatmaps', r.perTokenHeatmaps],
-      ['perTokenHeatmapsUnfiltered', r.perTokenHeatmapsUnfiltered],
-    ] as const) {
-      if (maps.length !== T) bad(`${name} has ${maps.length} maps for ${T} tokens`);
-      if (maps.some((m) => !isGrid(m, height, width))) bad(`${name} maps must be ${height} x ${width}`);
-    }
-    if (!isGrid(r.sentenceHeatmap, height, width)) bad(`sentenceHeatmap must be ${height} x ${width}`);
-    if (!isGrid(r.sentenceHeatmapUnfiltered, height, width)) {
-      bad(`sentenceHeatmapUnfiltered must be ${height} x ${width}`);
-    }
-  });
-export type Explanation = z.infer<typeof ExplanationSchema>;
+export interface Explanation {
+  readonly schemaVersion: 1;
+  /** The method that made the maps: `dexar`, or an evaluation baseline (`@dexar/eval`). */
+  readonly method: string;
+  /** The model family and folder. */
+  readonly model?: { readonly family: string; readonly path?: string };
+  readonly prompt?: string;
+  /** The input image's size in pixels. */
+  readonly image?: { readonly width: number; readonly height: number };
+  /** The options the maps were computed with, defaults filled in. */
+  readonly options: DexarOptions;
+  /** Absolute decoder layers aggregated, ascending. */
+  readonly layersUsed: number[];
+  /** The patch grid every map covers. */
+  readonly grid: Grid;
+  /** The answer tokens y_0 .. y_{T-1}, each decoded on its own. `[T]` */
+  readonly tokens: string[];
+  readonly tokenIds: number[];
+  /** `M_n`, the head-filtered map of each token. `[T][gh][gw]` */
+  readonly perTokenHeatmaps: number[][][];
+  /** `U_n`, the unfiltered map of each token. `[T][gh][gw]` */
+  readonly perTokenHeatmapsUnfiltered: number[][][];
+  /** `delta_n` (paper Eq. 6): how much the image drives each token. `[T]` */
+  readonly tokenWeights: number[];
+  /** `S`, the sentence map (token maps weighted by `delta_n`). `[gh][gw]` */
+  readonly sentenceHeatmap: number[][];
+  /** `Su`, the unweighted sentence map. `[gh][gw]` */
+  readonly sentenceHeatmapUnfiltered: number[][];
+  /** `w_{n,l,h}` (paper Eq. 5), with `returnRaw` or `headWeights`. `[T][layersUsed][H]` */
+  readonly headWeights?: number[][][];
+  /** The explain run's rows, with `returnRaw`. */
+  readonly raw?: RawRows;
+}
 
-function isGrid(map: number[][], height: number, width: number): boolean {
-  return map.length === height && map.every((row) => row.length === width);
+/** The raw rows of an explanation, cropped to the keys each step sees. */
+export interface RawRows {
+  /** Absolute layer of each entry of the layers axis. */
+  readonly layers: number[];
+  /** The image keys `[start, end)` on the key axis. */
+  readonly imageKeys: { readonly start: number; readonly end: number };
+  /**
+   * `Text_n`, the text keys of each step as the model's adapter chose them (family rules such as
+   * LLaVA's quirk 2 included): recomputing maps from the rows needs no knowledge of the family. `[T][*]`
+   */
+  readonly textKeys: number[][];
+  /** `G_{n,l}[h, k]`, unclamped. `[T][layers][H][keys_n]` */
+  readonly gradientRows: number[][][][];
+  /** `A_l[h, q_n, k]`. `[T][layers][H][keys_n]` */
+  readonly attentionRows: number[][][][];
+  /** Logit-lens logit of each target at every position, with `positionLens`. `[T][layers][positions]` */
+  readonly positionLens?: number[][][];
 }
 
 export interface ExplanationMeta {
@@ -92,12 +82,30 @@ export interface ExplanationMeta {
   };
 }
 
-/** A flat row-major map (from `offset`) as the result's `[gh][gw]` nested arrays. */
-export function heatmapRows(flat: Float64Array, grid: Grid, offset = 0): number[][] {
+/** A flat row-major map (from `offset`) as the result's `[gh][gw]` nested arrays; `flatHeatmap` inverts it. */
+export function heatmapRows(flat: FloatData, grid: Grid, offset = 0): number[][] {
   const { height, width } = grid;
   return Array.from({ length: height }, (_, r) =>
     Array.from(flat.subarray(offset + r * width, offset + (r + 1) * width)),
   );
+}
+
+/**
+ * A result's nested `[gh][gw]` map as the flat row-major map and grid that `upsampleBilinear`,
+ * `renderHeatmap` and `overlayHeatmap` take; `heatmapRows` inverts it.
+ */
+export function flatHeatmap(rows: readonly (readonly number[])[]): { map: Float64Array; grid: Grid } {
+  const height = rows.length;
+  const width = rows[0]?.length ?? 0;
+  if (height === 0 || width === 0 || rows.some((row) => row.length !== width)) {
+    throw new DexarError(
+      'invalid-input',
+      `a heatmap must be a non-empty grid of equal rows, got ${height} rows of lengths ${rows.map((r) => r.length).join(', ')}`,
+    );
+  }
+  const map = new Float64Array(height * width);
+  for (const [r, row] of rows.entries()) map.set(row, r * width);
+  return { map, grid: { height, width } };
 }
 
 /** Turns the typed-array maps of `aggregate` into the JSON result (nested arrays). */
@@ -137,7 +145,7 @@ export function toExplanation(maps: DexarMaps, meta: ExplanationMeta): Explanati
   };
 }
 
-function rawRows(raw: NonNullable<ExplanationMeta['raw']>): NonNullable<Explanation['raw']> {
+function rawRows(raw: NonNullable<ExplanationMeta['raw']>): RawRows {
   const crop = (rows: Tensor<FloatData>) => {
     const [T, L, H, K] = rows.dims as [number, number, number, number];
     return Array.from({ length: T }, (_, n) => {
@@ -153,6 +161,7 @@ function rawRows(raw: NonNullable<ExplanationMeta['raw']>): NonNullable<Explanat
   return {
     layers: [...raw.layers],
     imageKeys: { start: raw.layout.imageKeys.start, end: raw.layout.imageKeys.end },
+    textKeys: raw.layout.textKeys.map((keys) => [...keys]),
     gradientRows: crop(raw.gradientRows),
     attentionRows: crop(raw.attentionRows),
     ...(raw.positionLens ? { positionLens: nested3d(raw.positionLens) } : {}),

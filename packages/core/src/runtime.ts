@@ -1,12 +1,15 @@
+/**
+ * `@dexar/core/runtime`: the contract between adapters and runtimes (onnxruntime-common's split).
+ * An adapter drives sessions through a `Backend`; `runtime-node` and `runtime-web` implement it;
+ * nothing else changes between Node and the browser.
+ */
 import { DexarError } from './errors.js';
 import type { RgbaImage } from './render/heatmap.js';
 import type { Tensor } from './tensor.js';
 
-/**
- * The contract between adapters and runtimes (onnxruntime-common's split):
- * an adapter drives sessions through a `Backend`; `runtime-node` and
- * `runtime-web` implement it; nothing else changes between Node and the browser.
- */
+export { checkImageHeader, type ImageFormat, type ImageHeader } from './image/header.js';
+export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
+
 export type DType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
 
 /** A tensor with its element type, as sessions take and return it (an `ort.Tensor` is one). */
@@ -14,8 +17,13 @@ export interface TypedTensor extends Tensor {
   readonly type: string;
 }
 
+/** Shapes of a graph's inputs as the graph declares them: a number per fixed dim, a name per symbolic one. */
+export type GraphInputShapes = Readonly<Record<string, readonly (number | string)[]>>;
+
 export interface Session {
   readonly inputNames: readonly string[];
+  /** The declared shapes of the inputs, where the runtime reports them (contract checks read them). */
+  readonly inputShapes?: GraphInputShapes;
   readonly outputNames: readonly string[];
   run(feeds: Readonly<Record<string, TypedTensor>>): Promise<Record<string, TypedTensor>>;
   release(): Promise<void>;
@@ -23,7 +31,8 @@ export interface Session {
 
 /** A model folder in the transformers.js layout, wherever it lives: a directory, picked files, URLs. */
 /** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (the transformers.js layout). */
-export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
+export const VARIANTS = ['fp32', 'fp16', 'q4', 'q8', 'quantized', 'int8', 'uint8', 'bnb4', 'q4f16'] as const;
+export type Variant = (typeof VARIANTS)[number];
 
 /** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
 export const isDerivedFile = (path: string): boolean => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);
@@ -51,8 +60,6 @@ export interface ModelFolder {
   sha256?(path: string): Promise<Uint8Array>;
 }
 
-export type ResizeFilter = 'bicubic' | 'bilinear';
-
 export interface SessionOptions {
   /**
    * Hold each weight once. ONNX Runtime pre-packs the constant weight of every MatMul/Gemm node
@@ -71,8 +78,6 @@ export interface Backend {
   tensor(type: 'bool', data: Uint8Array, dims: readonly number[]): TypedTensor;
   /** Decodes PNG, JPEG or WebP bytes to RGBA with EXIF orientation applied. */
   decodeImage(bytes: Uint8Array): Promise<RgbaImage>;
-  /** Resizes RGBA with PIL's filter semantics (antialiased when shrinking). */
-  resizeImage(image: RgbaImage, width: number, height: number, filter: ResizeFilter): Promise<RgbaImage>;
 }
 
 export async function readText(folder: ModelFolder, path: string): Promise<string> {
@@ -104,4 +109,20 @@ export async function readJson(folder: ModelFolder, path: string): Promise<unkno
       `${folder.location}/${path} is not valid JSON (${where}): re-export or re-download the model`,
     );
   }
+}
+
+/** A session's inputs with their declared shapes (empty where the runtime does not report them). */
+export function inputShapesOf(session: Session): GraphInputShapes {
+  return session.inputShapes ?? Object.fromEntries(session.inputNames.map((name) => [name, []]));
+}
+
+/** `GraphInputShapes` from ONNX Runtime's `session.inputMetadata` (the same in onnxruntime-node and -web). */
+export function inputShapesFromMetadata(
+  metadata: readonly {
+    readonly name: string;
+    readonly isTensor: boolean;
+    readonly shape?: readonly (number | string)[];
+  }[],
+): GraphInputShapes {
+  return Object.fromEntries(metadata.map((m) => [m.name, m.isTensor ? [...(m.shape ?? [])] : []]));
 }

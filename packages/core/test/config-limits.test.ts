@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkConfigLimits } from '../src/index.js';
+import { checkConfigLimits } from '../src/adapter.js';
 
 const llava = {
   model_type: 'llava',

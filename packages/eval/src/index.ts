@@ -46,7 +46,6 @@ export {
   defaultPerturbation,
   type MetricName,
   metricNames,
-  oneOf,
   type PerturbationConfig,
   parseFractions,
   parseMethods,

@@ -5,11 +5,11 @@
  */
 import {
   aggregate,
-  causalTextKeys,
   DexarError,
   type DexarOptions,
   type Explanation,
   type FloatData,
+  heatmapRows,
   type Tensor,
   type TokenLayout,
 } from '@dexar/core';
@@ -243,20 +243,22 @@ const random: ExplanationMethod = {
 for (const m of [dexar, dexarUnfiltered, attention, gradXAttention, logitLensImage, random]) registerMethod(m);
 
 /**
- * The token layout of an explanation made with `returnRaw`: image keys from the raw rows, key counts
- * from the cropped row lengths, text keys every other visible key, less the first key after the
- * image for the LLaVA family in `official` mode (docs/algorithm.md, quirk 2).
+ * The token layout of an explanation made with `returnRaw`: image keys and text sets as the model's
+ * adapter chose them (they travel with the rows, family rules such as LLaVA's quirk 2 included),
+ * key counts from the cropped row lengths.
  */
 export function layoutFromExplanation(explanation: Explanation): TokenLayout {
   const raw = explanation.raw;
   if (!raw) {
     throw new DexarError('invalid-input', 'the explanation has no raw rows: explain with returnRaw (CLI: --raw)');
   }
-  const imageKeys = { start: raw.imageKeys.start, end: raw.imageKeys.end };
   const keyCounts = raw.gradientRows.map((perLayer) => perLayer[0]?.[0]?.length ?? 0);
-  const exclude =
-    explanation.options.compat === 'official' && explanation.model?.family === 'llava' ? [imageKeys.end] : [];
-  return { imageKeys, grid: explanation.grid, keyCounts, textKeys: causalTextKeys(keyCounts, imageKeys, exclude) };
+  return {
+    imageKeys: { start: raw.imageKeys.start, end: raw.imageKeys.end },
+    grid: explanation.grid,
+    keyCounts,
+    textKeys: raw.textKeys,
+  };
 }
 
 /**
@@ -302,11 +304,9 @@ export function methodInputFromExplanation(
  * unfiltered maps repeat the method's maps, and token weights are the method's or 1 where it has none.
  */
 export function methodExplanation(base: Explanation, method: string, maps: MethodMaps): Explanation {
-  const { height, width } = base.grid;
-  const N = height * width;
+  const N = base.grid.height * base.grid.width;
   const T = base.tokens.length;
-  const grid = (flat: Float64Array, offset: number) =>
-    Array.from({ length: height }, (_, r) => Array.from(flat.subarray(offset + r * width, offset + (r + 1) * width)));
+  const grid = (flat: Float64Array, offset: number) => heatmapRows(flat, base.grid, offset);
   const perToken = Array.from({ length: T }, (_, n) => grid(maps.perToken, n * N));
   const { raw: _raw, headWeights: _hw, ...rest } = base;
   return {

@@ -70,13 +70,6 @@ export function parseFractions(spec: string): number[] {
   return [...new Set(values)].sort((a, b) => a - b);
 }
 
-export function oneOf<T extends string>(option: string, value: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) {
-    throw invalid(`--${option} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return value as T;
-}
-
 export function parseThreshold(spec: string): 'mean' | number {
   if (spec === 'mean') return 'mean';
   const v = Number(spec);

@@ -1,21 +1,23 @@
+import { type Compat, DexarError } from '@dexar/core';
+import type { FamilyModel, ProgressCallback } from '@dexar/core/adapter';
 import {
   type Backend,
-  type Compat,
-  DexarError,
-  type FamilyModel,
+  type GraphInputShapes,
+  inputShapesOf,
   type ModelFolder,
-  type ProgressCallback,
   readJson,
   type Session,
-} from '@dexar/core';
+} from '@dexar/core/runtime';
 import {
   buildExplainGraph,
   explainCacheKeyFromDigest,
   isSealedExplainGraph,
   OnnxGraphError,
+  type OnnxModel,
   readModel,
   referenceWeightsIn,
   sealExplainGraph,
+  toNumber,
   writeModel,
 } from '@dexar/onnx-graph';
 import { z } from 'zod';
@@ -92,7 +94,7 @@ async function explainGraphSession(
     if (bytes && (await isSealedExplainGraph(bytes, key))) {
       onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
       const cached = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
-      if (cached) return cached;
+      if (cached) return checkedSession(model, cached, path);
     }
   }
   const { layers, compat, positionLens } = options;
@@ -104,6 +106,8 @@ async function explainGraphSession(
   const build = async (referenced: boolean): Promise<Uint8Array> => {
     try {
       const source = readModel(decoder);
+      // the config's layer count and cache shape against the graph, before anything is built on them
+      model.checkDecoder(declaredInputs(source), model.decoder.path);
       // the graph sits beside the decoder and reads its weights there: nothing is copied or re-parsed
       if (referenced) referenceWeightsIn(source, decoder, folder.fileName(model.decoder.path));
       const graph = buildExplainGraph(source, { ...options, attention: model.decoder.attention });
@@ -119,12 +123,38 @@ async function explainGraphSession(
     }
   };
   await folder.writeBytes(path, await build(true));
-  const session = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
-  if (session) return session;
-  // ONNX Runtime reads external data only from the graph's own directory, links resolved: a decoder
-  // that lies elsewhere (a linked file, the user cache's mirror of a read-only folder) lends nothing
-  await folder.writeBytes(path, await build(false));
-  return backend.createSession(folder, path, { weightsOnce: true });
+  let session = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
+  if (!session) {
+    // ONNX Runtime reads external data only from the graph's own directory, links resolved: a
+    // decoder that lies elsewhere (a linked file, the user cache's mirror of a read-only folder)
+    // lends nothing, and the weights go inside
+    await folder.writeBytes(path, await build(false));
+    session = await backend.createSession(folder, path, { weightsOnce: true });
+  }
+  return checkedSession(model, session, path);
+}
+
+/** The explain graph's session once its inputs pass the family's check (a cached graph may predate an edited config). */
+async function checkedSession(model: FamilyModel, session: Session, path: string): Promise<Session> {
+  try {
+    model.checkDecoder(inputShapesOf(session), path);
+    return session;
+  } catch (error) {
+    await session.release();
+    throw error;
+  }
+}
+
+/** A graph's inputs with their declared shapes, as a session reports them. */
+function declaredInputs(model: OnnxModel): GraphInputShapes {
+  return Object.fromEntries(
+    model.graph.inputs.map((input) => [
+      input.name ?? '',
+      (input.type?.tensorType?.shape?.dim ?? []).map((d) =>
+        d.dimParam ? d.dimParam : Object.hasOwn(d, 'dimValue') ? toNumber(d.dimValue) : '?',
+      ),
+    ]),
+  );
 }
 
 const ProbeRecord = z.strictObject({ key: z.string(), answerCallIsCausal: z.boolean() });

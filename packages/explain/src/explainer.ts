@@ -1,28 +1,21 @@
 import {
   type Aggregation,
-  adapterFor,
   aggregate,
-  type Backend,
   DexarError,
-  type ExplainRows,
   type Explanation,
-  type FamilyModel,
   heatmapRows,
   layersUsed,
-  type ModelFolder,
-  type ProgressCallback,
   parseOptions,
   type RgbaImage,
-  readJson,
-  type Session,
-  type StreamedRows,
   startAggregation,
   type TokenAggregate,
-  type TypedTensor,
   toExplanation,
 } from '@dexar/core';
+import type { ExplainRows, FamilyModel, ModelAdapter, ProgressCallback, StreamedRows } from '@dexar/core/adapter';
+import type { Backend, ModelFolder, Session, TypedTensor } from '@dexar/core/runtime';
 import type { z } from 'zod';
 import { type ExplainGraphOptions, graphDigest, type OpenedExplainGraph, openExplainGraph } from './explain-graph.js';
+import { openFamilyModel } from './family.js';
 import {
   type ExplainRequest,
   ExplainRequestSchema,
@@ -33,8 +26,16 @@ import {
 } from './request.js';
 
 export interface OpenOptions {
+  /** Runs the sessions: `nodeBackend()` from `@dexar/runtime-node`, `webBackend()` from `@dexar/runtime-web`. */
   backend: Backend;
+  /** A model folder in the transformers.js layout (`config.json`, `onnx/`, tokenizer files). */
   folder: ModelFolder;
+  /**
+   * The model's family adapter (it must list the folder's `model_type`). When left out, the adapter
+   * registered for that `model_type` (importing an adapter package registers it).
+   */
+  adapter?: ModelAdapter;
+  /** Called at each stage (load, prepare, generate, explain, aggregate) with progress counts. */
   onProgress?: ProgressCallback;
 }
 
@@ -93,10 +94,9 @@ export class Explainer {
     private readonly onProgress?: ProgressCallback,
   ) {}
 
-  static async open({ backend, folder, onProgress }: OpenOptions): Promise<Explainer> {
+  static async open({ backend, folder, adapter, onProgress }: OpenOptions): Promise<Explainer> {
     onProgress?.({ stage: 'load', detail: `opening ${folder.location}` });
-    const config = await readJson(folder, 'config.json');
-    const model = await adapterFor(config, folder.location).load(folder, backend, config);
+    const { model, config } = await openFamilyModel({ backend, folder, ...(adapter ? { adapter } : {}) });
     onProgress?.({ stage: 'load', detail: `${model.family}, ${model.numLayers} layers` });
     return new Explainer(backend, folder, model, contextLengthOf(config), onProgress);
   }

@@ -7,6 +7,7 @@ export {
   type StreamedResult,
   type StreamedToken,
 } from './explainer.js';
+export { openFamilyModel } from './family.js';
 export {
   type ExplainRequest,
   ExplainRequestSchema,

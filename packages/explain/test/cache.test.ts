@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import type { ProgressEvent } from '@dexar/core';
+import type { ProgressEvent } from '@dexar/core/adapter';
 import { isSealedExplainGraph } from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { describe, expect, it } from 'vitest';

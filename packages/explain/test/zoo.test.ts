@@ -7,7 +7,7 @@ import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import { readdirSync } from 'node:fs';
-import type { ExplainRows } from '@dexar/core';
+import type { ExplainRows } from '@dexar/core/adapter';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {

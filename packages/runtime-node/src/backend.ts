@@ -1,15 +1,16 @@
+import { DexarError } from '@dexar/core';
 import {
   type Backend,
-  DexarError,
+  inputShapesFromMetadata,
   type ModelFolder,
   type Session,
   type SessionOptions,
   type TypedTensor,
-} from '@dexar/core';
+} from '@dexar/core/runtime';
 import * as ort from 'onnxruntime-node';
 import { checkRegularFile } from './files.js';
 import { NodeModelFolder } from './folder.js';
-import { decodeImage, resizeImage } from './image.js';
+import { decodeImage } from './image.js';
 
 export interface NodeBackendOptions {
   /** `cpu` (default) or `cuda`; CUDA fails with a clear error where its binaries are absent. */
@@ -78,6 +79,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
         return {
           inputNames: session.inputNames,
           outputNames: session.outputNames,
+          inputShapes: inputShapesFromMetadata(session.inputMetadata),
           run: (feeds) => session.run(feeds as Record<string, ort.Tensor>) as Promise<Record<string, TypedTensor>>,
           release: () => session.release(),
         };
@@ -98,6 +100,5 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
     tensor: (type: string, data: Float32Array | BigInt64Array | Uint8Array, dims: readonly number[]) =>
       new ort.Tensor(type as 'float32', data as Float32Array, dims),
     decodeImage,
-    resizeImage,
   } as Backend;
 }

@@ -3,7 +3,8 @@ import { createReadStream, existsSync } from 'node:fs';
 import { access, mkdir, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { DexarError, isDerivedFile, type ModelFolder, type Variant, variantPath } from '@dexar/core';
+import { DexarError } from '@dexar/core';
+import { isDerivedFile, type ModelFolder, type Variant, variantPath } from '@dexar/core/runtime';
 import { checkRegularFile, FILE_LIMITS, type ReadLimit, readRegularFile } from './files.js';
 
 /**

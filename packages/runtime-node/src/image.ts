@@ -1,4 +1,5 @@
-import { checkImageHeader, DexarError, IMAGE_LIMITS, type ResizeFilter, type RgbaImage, resample } from '@dexar/core';
+import { DexarError, type RgbaImage } from '@dexar/core';
+import { checkImageHeader, IMAGE_LIMITS } from '@dexar/core/runtime';
 import sharp from 'sharp';
 
 /**
@@ -30,20 +31,6 @@ const unreadable = (error: Error) =>
   new DexarError('unreadable-image', `cannot decode the image (${error.message}): give a PNG, JPEG or WebP file`, {
     cause: error,
   });
-
-/**
- * Resizes with Pillow's resampling (core's `resample`), the resize transformers' image processors
- * run. sharp's kernels differ from Pillow's (measured: up to 150 of 255 at hard edges when
- * enlarging, mean 2.6), so sharp only decodes and encodes.
- */
-export async function resizeImage(
-  image: RgbaImage,
-  width: number,
-  height: number,
-  filter: ResizeFilter,
-): Promise<RgbaImage> {
-  return resample(image, width, height, filter);
-}
 
 /** Encodes RGBA as PNG. */
 export async function encodePng(image: RgbaImage): Promise<Uint8Array> {

@@ -8,14 +8,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { readImageHeader } from '../../core/src/image/header.js';
 import { pngHeader, webpHeader } from '../../core/test/helpers/image-headers.js';
-import {
-  decodeImage,
-  NodeModelFolder,
-  nodeBackend,
-  openModelFolder,
-  resizeImage,
-  writeAtomically,
-} from '../src/index.js';
+import { decodeImage, NodeModelFolder, nodeBackend, openModelFolder, writeAtomically } from '../src/index.js';
 
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
 const llavaTiny = fileURLToPath(new URL('../../../fixtures/models/llava-tiny', import.meta.url));
@@ -53,13 +46,6 @@ describe('images', () => {
     await expect(decodeImage(new TextEncoder().encode('not an image'))).rejects.toThrowError(
       /^cannot decode the image \(.*\): give a PNG, JPEG or WebP file$/,
     );
-  });
-
-  it('resizes with the requested size and keeps RGBA', async () => {
-    const image = await decodeImage(new Uint8Array(await source().png().toBuffer()));
-    const big = await resizeImage(image, 6, 4, 'bicubic');
-    expect([big.width, big.height, big.data.length]).toEqual([6, 4, 96]);
-    expect(Array.from(big.data.subarray(0, 4))).toEqual([255, 0, 0, 255]);
   });
 });
 

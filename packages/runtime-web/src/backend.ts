@@ -1,14 +1,15 @@
+import { DexarError } from '@dexar/core';
 import {
   type Backend,
-  DexarError,
+  inputShapesFromMetadata,
   type ModelFolder,
   type Session,
   type SessionOptions,
   type TypedTensor,
-} from '@dexar/core';
+} from '@dexar/core/runtime';
 import type * as Ort from 'onnxruntime-web';
 import { WebModelFolder } from './folder.js';
-import { decodeImage, resizeImage } from './image.js';
+import { decodeImage } from './image.js';
 
 export type WebExecutionProvider = 'wasm' | 'webgpu';
 
@@ -150,6 +151,7 @@ export async function webBackend(options: WebBackendOptions = {}): Promise<WebBa
     return {
       inputNames: session.inputNames,
       outputNames: session.outputNames,
+      inputShapes: inputShapesFromMetadata(session.inputMetadata),
       run: (feeds) => session.run(feeds as Record<string, Ort.Tensor>) as Promise<Record<string, TypedTensor>>,
       release: () => session.release(),
     };
@@ -162,7 +164,6 @@ export async function webBackend(options: WebBackendOptions = {}): Promise<WebBa
     tensor: (type: string, data: Float32Array | BigInt64Array | Uint8Array, dims: readonly number[]) =>
       new ort.Tensor(type as 'float32', data as Float32Array, dims),
     decodeImage,
-    resizeImage,
   } as WebBackend;
 }
 

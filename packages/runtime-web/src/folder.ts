@@ -1,4 +1,5 @@
-import { DexarError, type ModelFolder, type Variant, variantPath } from '@dexar/core';
+import { DexarError } from '@dexar/core';
+import { type ModelFolder, type Variant, variantPath } from '@dexar/core/runtime';
 import { type DerivedStore, derivedStore } from './cache.js';
 
 /** Bytes downloaded so far of one file, for progress bars (`total` when the server sends a length). */

@@ -1,12 +1,5 @@
-import {
-  checkImageHeader,
-  checkImageSize,
-  DexarError,
-  type ResizeFilter,
-  type RgbaImage,
-  resample,
-  workingSize,
-} from '@dexar/core';
+import { DexarError, type RgbaImage } from '@dexar/core';
+import { checkImageHeader, checkImageSize, workingSize } from '@dexar/core/runtime';
 import { encodePngBytes } from './png.js';
 
 type Canvas2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
@@ -61,16 +54,6 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
   } finally {
     bitmap.close();
   }
-}
-
-/** Resizes RGBA with Pillow's filters (antialiased when shrinking); see `resample`. */
-export async function resizeImage(
-  image: RgbaImage,
-  width: number,
-  height: number,
-  filter: ResizeFilter,
-): Promise<RgbaImage> {
-  return resample(image, width, height, filter);
 }
 
 /** RGBA to an `ImageData` for a canvas (no copy when the data is already clamped). */

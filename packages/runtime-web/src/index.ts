@@ -1,4 +1,4 @@
-export type { Variant } from '@dexar/core';
+export type { Variant } from '@dexar/core/runtime';
 export {
   externalLocations,
   type WebBackend,
@@ -20,5 +20,5 @@ export {
   type WebFolderOptions,
   WebModelFolder,
 } from './folder.js';
-export { decodeImage, encodePng, resizeImage, toImageData } from './image.js';
+export { decodeImage, encodePng, toImageData } from './image.js';
 export { encodePngBytes } from './png.js';

@@ -1,5 +1,4 @@
 import type { RgbaImage } from '../render/heatmap.js';
-import type { ResizeFilter } from '../runtime.js';
 
 /**
  * RGBA resizing with Pillow's resampling (`Image.resize`, libImaging/Resample.c),
@@ -9,6 +8,9 @@ import type { ResizeFilter } from '../runtime.js';
  * (22 fraction bits) and a clipped 8-bit intermediate image. Pure
  * JavaScript, so the browser gets the same pixels whatever its canvas does.
  */
+
+/** Pillow's resampling filters that image processors use (`resample` 3 and 2). */
+export type ResizeFilter = 'bicubic' | 'bilinear';
 
 interface Filter {
   support: number;

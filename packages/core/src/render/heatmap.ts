@@ -73,8 +73,15 @@ export function upsampleBilinear(map: ArrayLike<number>, grid: Grid, width: numb
 }
 
 export interface HeatmapStyle {
+  /**
+   * The colours from 0 to 1.
+   * @defaultValue 'jet'
+   */
   colormap?: ColormapName;
-  /** Opacity of the heatmap over the image, in [0, 1]. */
+  /**
+   * Opacity of the heatmap over the image, in [0, 1].
+   * @defaultValue 0.5
+   */
   alpha?: number;
 }
 

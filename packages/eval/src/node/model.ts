@@ -1,23 +1,13 @@
 /**
- * A model opened for evaluation: its family adapter (from the registry), and the explain graph's
+ * A model opened for evaluation: its family adapter (given, or the registered one), and the explain graph's
  * session, built (or found in the cache beside the decoder) with the position lens when a method
  * needs it. The default explain graph and its cache file are the Explainer's; the one with the
  * position lens has its own cache key.
  */
-import {
-  adapterFor,
-  type Backend,
-  DexarError,
-  type DexarOptions,
-  type ExplainRows,
-  type FamilyModel,
-  layersUsed,
-  type ModelFolder,
-  type PreparedInput,
-  type ProgressCallback,
-  readJson,
-} from '@dexar/core';
-import { graphDigest, openExplainGraph } from '@dexar/explain';
+import { DexarError, type DexarOptions, layersUsed } from '@dexar/core';
+import type { ExplainRows, FamilyModel, ModelAdapter, PreparedInput, ProgressCallback } from '@dexar/core/adapter';
+import type { Backend, ModelFolder } from '@dexar/core/runtime';
+import { graphDigest, openExplainGraph, openFamilyModel } from '@dexar/explain';
 import { explainCacheKeyFromDigest } from '@dexar/onnx-graph';
 
 export interface EvalModel {
@@ -35,13 +25,18 @@ export interface EvalModel {
 export async function openEvalModel(options: {
   folder: ModelFolder;
   backend: Backend;
+  /** The model's family adapter; the registered one for its `model_type` when left out. */
+  adapter?: ModelAdapter;
   dexar: DexarOptions;
   positionLens: boolean;
   onProgress?: ProgressCallback;
 }): Promise<EvalModel> {
   const { folder, backend, dexar, onProgress } = options;
-  const config = await readJson(folder, 'config.json');
-  const model = await adapterFor(config, folder.location).load(folder, backend, config);
+  const { model, config } = await openFamilyModel({
+    backend,
+    folder,
+    ...(options.adapter ? { adapter: options.adapter } : {}),
+  });
   const layers = layersUsed(dexar.layerIndex, model.numLayers);
   const positionLens = options.positionLens && model.decoder.attention === 'self';
   if (options.positionLens && !positionLens) {

@@ -8,16 +8,8 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import {
-  DexarError,
-  type DexarOptionsInput,
-  type FamilyModel,
-  type Grid,
-  type PixelValues,
-  type PreparedInput,
-  parseOptions,
-  type RgbaImage,
-} from '@dexar/core';
+import { DexarError, type DexarOptionsInput, type Grid, parseOptions, type RgbaImage } from '@dexar/core';
+import type { FamilyModel, ModelAdapter, PixelValues, PreparedInput } from '@dexar/core/adapter';
 import {
   decodeImage,
   FILE_LIMITS,
@@ -61,6 +53,8 @@ export interface EvalProgress {
 
 export interface EvalOptions {
   model: string;
+  /** The model's family adapter; the registered one for its `model_type` when left out. */
+  adapter?: ModelAdapter;
   variant?: Variant;
   dataset: string;
   voc?: VocOptions;
@@ -126,6 +120,7 @@ export async function runEvaluation(options: EvalOptions): Promise<EvalOutcome> 
   const evalModel = await openEvalModel({
     folder,
     backend: nodeBackend(options.backend ?? {}),
+    ...(options.adapter ? { adapter: options.adapter } : {}),
     dexar,
     positionLens: methods.some((m) => m.needsPositionLens),
     onProgress: (e) => e.detail && log(e.detail),

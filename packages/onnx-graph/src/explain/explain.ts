@@ -1,3 +1,4 @@
+import { EXPLAIN_GRAPH, USE_CACHE_BRANCH } from '@dexar/core/adapter';
 import { buildGradient } from '../autodiff/gradient.js';
 import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
@@ -9,16 +10,16 @@ import { tensorDims } from '../proto/tensor.js';
 import { DataType, type NodeProto } from '../proto/types.js';
 import { RowCloner } from './rows.js';
 
-/** Graph input / output names of the explain graph. */
+/** Graph input / output names of the explain graph (the names are core's contract with the families). */
 export const EXPLAIN_INPUTS = {
-  targetIds: 'dexar_target_ids',
-  queryPositions: 'dexar_query_positions',
+  targetIds: EXPLAIN_GRAPH.targetIds,
+  queryPositions: EXPLAIN_GRAPH.queryPositions,
 } as const;
 
 export const EXPLAIN_OUTPUTS = {
-  attentionRows: 'dexar_attention_rows',
-  gradientRows: 'dexar_gradient_rows',
-  logitLens: 'dexar_logit_lens',
+  attentionRows: EXPLAIN_GRAPH.attentionRows,
+  gradientRows: EXPLAIN_GRAPH.gradientRows,
+  logitLens: EXPLAIN_GRAPH.logitLens,
 } as const;
 
 /**
@@ -26,17 +27,17 @@ export const EXPLAIN_OUTPUTS = {
  * the call, `[T, layers, S]` (the gradient-free "logit lens on image positions" baseline of
  * evaluation).
  */
-export const POSITION_LENS_OUTPUT = 'dexar_position_lens';
+export const POSITION_LENS_OUTPUT = EXPLAIN_GRAPH.positionLens;
 
 /**
- * The boolean input of a decoder merged the way optimum merges them: its If runs the with-past
- * decoder when true, the without-past one when false (generation feeds it). The explain graph of
- * such a decoder explains each branch and merges them back under an If that it conditions itself
- * on the past being non-empty, so every explain call runs the branch generation ran for the same
- * call: the without-past one for a prefill (a prefix LM's bidirectional prefix; Florence-2's cross
- * keys computed from the encoder states), the with-past one after a cache.
+ * The boolean input of a decoder merged the way optimum merges them (`USE_CACHE_BRANCH`): its If
+ * runs the with-past decoder when true, the without-past one when false (generation feeds it). The
+ * explain graph of such a decoder explains each branch and merges them back under an If that it
+ * conditions itself on the past being non-empty, so every explain call runs the branch generation
+ * ran for the same call: the without-past one for a prefill (a prefix LM's bidirectional prefix;
+ * Florence-2's cross keys computed from the encoder states), the with-past one after a cache.
  */
-export const USE_CACHE_BRANCH = 'use_cache_branch';
+export { USE_CACHE_BRANCH };
 
 /** Symbolic size of the target axis in the explain graph's inputs and outputs. */
 export const TARGET_AXIS = 'dexar_num_targets';

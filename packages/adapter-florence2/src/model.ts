@@ -25,6 +25,7 @@ import {
   DexarError,
   type ExplainRows,
   type FamilyModel,
+  floatData,
   type KeySpan,
   type ModelFolder,
   type PreparedInput,
@@ -139,7 +140,7 @@ class Florence2Model implements FamilyModel {
     const [, count, hidden] = features.dims as [number, number, number];
     const imageKeys = this.gridSpan(count);
     const encoderInput = concatEmbeddings([
-      { data: features.data as Float32Array, length: count, hidden },
+      { data: floatData(features), length: count, hidden },
       await this.embed(ids),
     ]);
     const E = encoderInput.length;

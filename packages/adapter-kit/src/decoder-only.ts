@@ -5,6 +5,7 @@ import {
   DexarError,
   type ExplainRows,
   type FamilyModel,
+  floatData,
   type Grid,
   type KeySpan,
   type ModelFolder,
@@ -311,7 +312,7 @@ export abstract class DecoderOnlyModel implements FamilyModel {
       );
     }
     const embeddings = await this.embed(promptIds);
-    embeddings.data.set((features.data as Float32Array).subarray(0, count * hidden), imageStart * hidden);
+    embeddings.data.set(floatData(features).subarray(0, count * hidden), imageStart * hidden);
     return {
       image,
       promptIds,

@@ -24,6 +24,7 @@ export {
 } from './aggregate.js';
 export { checkConfigLimits } from './config-limits.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
+export { castFeeds, floatData, fromFloat16Bits, toFloat16Bits } from './float16.js';
 export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
 export { resample } from './image/resample.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';

@@ -1,5 +1,6 @@
 import {
   type Backend,
+  castFeeds,
   DexarError,
   type ModelFolder,
   type Session,
@@ -147,10 +148,15 @@ export async function webBackend(options: WebBackendOptions = {}): Promise<WebBa
         throw loadError(folder, path, again);
       }
     }
+    const inputTypes = Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : '']));
+    const float16 = (bits: Uint16Array, dims: readonly number[]) => new ort.Tensor('float16', bits, dims);
     return {
       inputNames: session.inputNames,
       outputNames: session.outputNames,
-      run: (feeds) => session.run(feeds as Record<string, Ort.Tensor>) as Promise<Record<string, TypedTensor>>,
+      run: (feeds) =>
+        session.run(castFeeds(feeds, inputTypes, float16) as Record<string, Ort.Tensor>) as Promise<
+          Record<string, TypedTensor>
+        >,
       release: () => session.release(),
     };
   };

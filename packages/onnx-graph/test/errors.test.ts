@@ -149,7 +149,7 @@ describe('malformed inputs give typed, one-line errors', () => {
       name: '/model/layers.0/self_attn/GroupQueryAttention',
       opType: 'GroupQueryAttention',
       domain: 'com.microsoft',
-      input: ['inputs_embeds', 'inputs_embeds', 'inputs_embeds'],
+      input: ['inputs_embeds', 'inputs_embeds', 'inputs_embeds', '', '', 'attention_mask', 'attention_mask'],
       output: ['gqa_out'],
     });
     expectError(

@@ -64,6 +64,16 @@ const gqaLengths = (past: number, s: number, batch = 1) => [
   i32('total_sequence_length', [past + s], []),
 ];
 
+/** A GroupQueryAttention prompt of 6 tokens (empty past), 2 query heads on 1 key/value head of size 8. */
+const gqaPrompt: CaseInput[] = [
+  f('q', [1, 6, 16]),
+  f('k', [1, 6, 8]),
+  f('v', [1, 6, 8]),
+  f('past_key', [1, 1, 0, 8]),
+  f('past_value', [1, 1, 0, 8]),
+  ...gqaLengths(0, 6),
+];
+
 const CASES: FusedCase[] = [
   {
     name: 'MultiHeadAttention: self-attention with past, causal, projection bias and attention bias',
@@ -163,14 +173,7 @@ const CASES: FusedCase[] = [
     op: 'GroupQueryAttention',
     domain: MS,
     attrs: { num_heads: 2, kv_num_heads: 1, local_window_size: 2 },
-    inputs: [
-      f('q', [1, 6, 16]),
-      f('k', [1, 6, 8]),
-      f('v', [1, 6, 8]),
-      f('past_key', [1, 1, 0, 8]),
-      f('past_value', [1, 1, 0, 8]),
-      ...gqaLengths(0, 6),
-    ],
+    inputs: gqaPrompt,
     outputs: ['y', 'present_key', 'present_value'],
   },
   {
@@ -178,14 +181,7 @@ const CASES: FusedCase[] = [
     op: 'GroupQueryAttention',
     domain: MS,
     attrs: { num_heads: 2, kv_num_heads: 1, softcap: { f: 1.5 } },
-    inputs: [
-      f('q', [1, 6, 16]),
-      f('k', [1, 6, 8]),
-      f('v', [1, 6, 8]),
-      f('past_key', [1, 1, 0, 8]),
-      f('past_value', [1, 1, 0, 8]),
-      ...gqaLengths(0, 6),
-    ],
+    inputs: gqaPrompt,
     outputs: ['y', 'present_key', 'present_value'],
   },
   {

@@ -2,10 +2,10 @@ import { buildGradient } from '../autodiff/gradient.js';
 import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
-import { expandFusedAttention, restoreFusedAttention } from '../graph/fused-attention.js';
+import { expandFusedAttention, isExpandable, restoreFusedAttention } from '../graph/fused-attention.js';
 import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, specializeIf } from '../graph/passes.js';
 import { validateGraph } from '../graph/validate.js';
-import { type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
+import { assertUnfusedAttention, type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
 import { DataType, type NodeProto } from '../proto/types.js';
@@ -157,6 +157,7 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
 /** The explain graph of a decoder without control flow (`model` is modified in place). */
 function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): ExplainGraph {
   // fused attention: expanded to find the layers, kept fused in the layers not explained
+  assertUnfusedAttention(model, isExpandable);
   validateGraph(model);
   const expansions = expandFusedAttention(model);
   const hooks = findDecoderHooks(model, { attention: options?.attention });

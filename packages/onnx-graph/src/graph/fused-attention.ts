@@ -2,7 +2,8 @@ import { UnsupportedModelError } from '../errors.js';
 import type { OnnxModel } from '../model.js';
 import { DataType, type NodeProto, type TensorProto } from '../proto/types.js';
 import { attrFloat, attrInt, attrInts } from './attributes.js';
-import { GraphBuilder } from './builder.js';
+import type { GraphBuilder } from './builder.js';
+import { replaceNode } from './passes.js';
 
 /**
  * Fused attention ops (ONNX Runtime's com.microsoft MultiHeadAttention, GroupQueryAttention and
@@ -240,35 +241,49 @@ const multiHeadAttention: Expand = (b, node, inputs) => {
     if (b.rank(value) === 3) value = b.op('Add', [value, part(d + dk, Number.MAX_SAFE_INTEGER)]);
   }
   const q = splitHeads(b, query, N);
-  let k = b.rank(key) === 4 ? key : splitHeads(b, key, N);
-  let v = b.rank(value) === 4 ? value : splitHeads(b, value, N);
-  const newKeys = k;
-  k = withPast(b, pastKey, k);
-  v = withPast(b, pastValue, v);
+  const k = b.rank(key) === 4 ? key : splitHeads(b, key, N);
+  const v = b.rank(value) === 4 ? value : splitHeads(b, value, N);
+  const [keys, values] = [withPast(b, pastKey, k), withPast(b, pastValue, v)];
+  const { out, softmax } = contribAttend(b, node, { q, k, v }, keys, values, { padding, attentionBias });
+  return { outputs: [mergeHeads(b, out), keys, values], softmax };
+};
+
+/**
+ * What MultiHeadAttention and com.microsoft:Attention share: `unidirectional` (query i at P + i, P the
+ * keys before this call's `new` ones), the key padding mask and attention bias, `mask_filter_value`
+ * added to masked scores, one head count. `keys` / `values` are past ++ new.
+ */
+function contribAttend(
+  b: GraphBuilder,
+  node: NodeProto,
+  current: Heads,
+  keys: string,
+  values: string,
+  masks: { padding: string; attentionBias: string },
+): { out: string; softmax: string } {
   const visible: (string | undefined)[] = [];
   if (attrInt(node, 'unidirectional', 0)) {
-    // query i sits at P + i, P = T - L the keys before this call's
-    const first = b.op('Sub', [b.squeeze(dimOf(b, k, 2), [0]), b.squeeze(dimOf(b, newKeys, 2), [0])]);
-    visible.push(causalVisible(b, q, k, first));
+    const first = b.op('Sub', [b.squeeze(dimOf(b, keys, 2), [0]), b.squeeze(dimOf(b, current.k, 2), [0])]);
+    visible.push(causalVisible(b, current.q, keys, first));
   }
-  if (padding) visible.push(paddingVisible(b, node, padding, k));
-  const { out, softmax } = attend(
+  if (masks.padding) visible.push(paddingVisible(b, node, masks.padding, keys));
+  const N = attrInt(node, 'num_heads', 0);
+  return attend(
     b,
     node,
-    { q, k, v },
+    { q: current.q, k: keys, v: values },
     {
       heads: N,
       kvHeads: N,
       scale: attrFloat(node, 'scale', 0),
       softcap: 0,
-      biases: attentionBias ? [attentionBias] : [],
+      biases: masks.attentionBias ? [masks.attentionBias] : [],
       visible: andAll(b, visible),
       fill: attrFloat(node, 'mask_filter_value', -10000),
-      outType: b.dtype(input(inputs, 0)),
+      outType: b.dtype(current.q),
     },
   );
-  return { outputs: [mergeHeads(b, out), k, v], softmax };
-};
+}
 
 /**
  * A contrib op's mask of padded keys: `[B, T]` or `[B, S, T]` with 0 where masked, or `[B]` valid
@@ -286,6 +301,28 @@ function paddingVisible(b: GraphBuilder, node: NodeProto, mask: string, keys: st
     node,
     `has a key mask of shape [${b.shape(mask)?.join(', ') ?? '?'}]; only [B, T], [B, S, T] and [B] lengths are expanded`,
   );
+}
+
+/**
+ * What GroupQueryAttention and ONNX Attention share: query and key/value head counts, the `scale` and
+ * `softcap` attributes, −∞ added to masked scores, the output in the query's type.
+ */
+function groupedAttend(
+  b: GraphBuilder,
+  node: NodeProto,
+  x: Heads,
+  [heads, kvHeads]: [number, number],
+  masks: { biases: readonly string[]; visible: string | undefined },
+): { out: string; softmax: string } {
+  return attend(b, node, x, {
+    heads,
+    kvHeads,
+    scale: attrFloat(node, 'scale', 0),
+    softcap: attrFloat(node, 'softcap', 0),
+    ...masks,
+    fill: Number.NEGATIVE_INFINITY,
+    outType: b.dtype(x.q),
+  });
 }
 
 /**
@@ -341,21 +378,10 @@ const groupQueryAttention: Expand = (b, node, inputs) => {
   const visible = causal
     ? causalVisible(b, q, keys, b.unsqueeze(first, [1, 2, 3]), window >= 0 ? window : undefined)
     : undefined;
-  const { out, softmax } = attend(
-    b,
-    node,
-    { q, k: keys, v: values },
-    {
-      heads: N,
-      kvHeads: KV,
-      scale: attrFloat(node, 'scale', 0),
-      softcap: attrFloat(node, 'softcap', 0),
-      biases: attentionBias ? [attentionBias] : [],
-      visible,
-      fill: Number.NEGATIVE_INFINITY,
-      outType: b.dtype(query as string),
-    },
-  );
+  const { out, softmax } = groupedAttend(b, node, { q, k: keys, v: values }, [N, KV], {
+    biases: attentionBias ? [attentionBias] : [],
+    visible,
+  });
   return { outputs: [mergeHeads(b, out), keys, values], softmax };
 };
 
@@ -375,35 +401,16 @@ const packedAttention: Expand = (b, node, inputs) => {
   const sizes = attrInts(node, 'qkv_hidden_sizes') ?? [total / 3, total / 3, total / 3];
   const [dq, dk] = sizes as [number, number, number];
   const q = splitHeads(b, lastAxis(b, qkv, 0, dq), N);
-  let k = splitHeads(b, lastAxis(b, qkv, dq, dq + dk), N);
-  let v = splitHeads(b, lastAxis(b, qkv, dq + dk, total), N);
-  const newKeys = k;
-  if (past) {
-    const pick = (i: number) => b.squeeze(b.op('Slice', [past, b.int64s([i]), b.int64s([i + 1]), b.int64s([0])]), [0]);
-    k = withPast(b, pick(0), k);
-    v = withPast(b, pick(1), v);
-  }
-  const visible: (string | undefined)[] = [];
-  if (attrInt(node, 'unidirectional', 0)) {
-    const first = b.op('Sub', [b.squeeze(dimOf(b, k, 2), [0]), b.squeeze(dimOf(b, newKeys, 2), [0])]);
-    visible.push(causalVisible(b, q, k, first));
-  }
-  if (mask) visible.push(paddingVisible(b, node, mask, k));
-  const { out, softmax } = attend(
-    b,
-    node,
-    { q, k, v },
-    {
-      heads: N,
-      kvHeads: N,
-      scale: attrFloat(node, 'scale', 0),
-      softcap: 0,
-      biases: attentionBias ? [attentionBias] : [],
-      visible: andAll(b, visible),
-      fill: attrFloat(node, 'mask_filter_value', -10000),
-      outType: b.dtype(x as string),
-    },
-  );
+  const newKeys = splitHeads(b, lastAxis(b, qkv, dq, dq + dk), N);
+  const newValues = splitHeads(b, lastAxis(b, qkv, dq + dk, total), N);
+  const pick = (i: number) =>
+    b.squeeze(b.op('Slice', [past as string, b.int64s([i]), b.int64s([i + 1]), b.int64s([0])]), [0]);
+  const k = past ? withPast(b, pick(0), newKeys) : newKeys;
+  const v = past ? withPast(b, pick(1), newValues) : newValues;
+  const { out, softmax } = contribAttend(b, node, { q, k: newKeys, v: newValues }, k, v, {
+    padding: mask as string,
+    attentionBias: attentionBias as string,
+  });
   const present = b.op('Concat', [b.unsqueeze(k, [0]), b.unsqueeze(v, [0])], { axis: 0 });
   return { outputs: [mergeHeads(b, out), present], softmax };
 };
@@ -442,21 +449,10 @@ const onnxAttention: Expand = (b, node, inputs) => {
     const first = pastKey ? b.squeeze(dimOf(b, pastKey, 2), [0]) : b.int64(0);
     visible.push(causalVisible(b, q, keys, first));
   }
-  const { out, softmax } = attend(
-    b,
-    node,
-    { q, k: keys, v: values },
-    {
-      heads: N,
-      kvHeads: KV,
-      scale: attrFloat(node, 'scale', 0),
-      softcap: attrFloat(node, 'softcap', 0),
-      biases,
-      visible: andAll(b, visible),
-      fill: Number.NEGATIVE_INFINITY,
-      outType: b.dtype(Q as string),
-    },
-  );
+  const { out, softmax } = groupedAttend(b, node, { q, k: keys, v: values }, [N, KV], {
+    biases,
+    visible: andAll(b, visible),
+  });
   return { outputs: [threeD ? mergeHeads(b, out) : out, keys, values], softmax };
 };
 
@@ -474,6 +470,9 @@ function expansionOf(node: NodeProto): Expand | undefined {
   return domain === '' || domain === 'ai.onnx' ? FUSED_ATTENTION[op] : FUSED_ATTENTION[`${domain}:${op}`];
 }
 
+/** True for a fused attention node `expandFusedAttention` replaces. */
+export const isExpandable = (node: NodeProto): boolean => expansionOf(node) !== undefined;
+
 /**
  * Replaces every fused attention node the table expands by primitive ops (in place) and returns
  * what each replacement added, in graph order, so it can be undone.
@@ -486,16 +485,17 @@ export function expandFusedAttention(model: OnnxModel): FusedExpansion[] {
     if (!expand) continue;
     const before = new Set(g.nodes);
     const initializersBefore = (g.proto.initializer ?? []).length;
-    g.removeNodes([node]);
-    const prefix = `${node.name || node.opType}/dexar_expanded`;
-    const b = new GraphBuilder(model, { prefix });
-    const { outputs: produced, softmax } = expand(b, node, node.input ?? []);
-    (node.output ?? []).forEach((o, i) => {
-      if (!o) return;
-      const t = produced[i];
-      if (!t) refuse(node, `has output ${i} (${o}), which is not expanded`);
-      g.addNode({ name: g.uniqueNodeName(`${prefix}/output_${i}`), opType: 'Identity', input: [t], output: [o] });
-    });
+    let softmax = '';
+    replaceNode(
+      model,
+      node,
+      (b, inputs) => {
+        const expanded = expand(b, node, inputs);
+        softmax = expanded.softmax;
+        return expanded.outputs;
+      },
+      `${node.name || node.opType}/dexar_expanded`,
+    );
     done.push({
       node,
       softmaxNode: softmax,
@@ -503,7 +503,6 @@ export function expandFusedAttention(model: OnnxModel): FusedExpansion[] {
       initializers: (g.proto.initializer ?? []).slice(initializersBefore).map((t: TensorProto) => t.name ?? ''),
     });
   }
-  if (done.length > 0) g.sortTopologically();
   return done;
 }
 

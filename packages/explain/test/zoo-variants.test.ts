@@ -133,20 +133,21 @@ function roundingDepths(model: OnnxModel, inputs: Record<string, number>): Map<s
 
 const graph = (model: string, file: string) => readModel(readFileSync(`${zoo}/models/${model}/onnx/${file}_fp16.onnx`));
 
-/** n for the explain graph's gradient and attention rows of the fp16 decoder (1: the input conversion). */
+/** n for the explain graph's gradient and attention rows of the fp16 decoder (the pixels' conversion counts 1). */
 function roundingChains(model: string, family: string): { gradientRows: number; attentionRows: number } {
   const vision = roundingDepths(graph(model, 'vision_encoder'), { pixel_values: 1 }).get('image_features') ?? 0;
   const embeds = roundingDepths(graph(model, 'embed_tokens'), {}).get('inputs_embeds') ?? 0;
-  const decoderInputs =
+  // a float16 output read as float32 and fed again is not rounded again (binary16 values are float32 values)
+  const decoderInputs: Record<string, number> =
     family === 'florence2'
       ? {
           encoder_hidden_states:
-            roundingDepths(graph(model, 'encoder_model'), { inputs_embeds: Math.max(vision, embeds) + 1 }).get(
+            roundingDepths(graph(model, 'encoder_model'), { inputs_embeds: Math.max(vision, embeds) }).get(
               'last_hidden_state',
             ) ?? 0,
-          inputs_embeds: embeds + 1,
+          inputs_embeds: embeds,
         }
-      : { inputs_embeds: Math.max(vision, embeds) + 1 };
+      : { inputs_embeds: Math.max(vision, embeds) };
   const decoder = graph(model, 'decoder_model_merged');
   const attention = family === 'florence2' ? 'cross' : 'self';
   const L = buildExplainGraph(decoder, { layers: [0], compat: 'official', attention }).hooks.layers.length;

@@ -1,12 +1,12 @@
-import { existsSync } from 'node:fs';
+import { existsSync, type FSWatcher, readFileSync, watch } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExplanationSchema } from '@dexar/core';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeShapesDataset } from '../../../packages/eval/test/helpers/dataset.js';
-import { dexar, expectUsageError, llavaTiny, root } from './helpers.js';
+import { dexar, expectUsageError, llavaTiny, root, startDexar } from './helpers.js';
 
 let dir: string;
 let data: string;
@@ -66,6 +66,56 @@ describe('dexar eval', () => {
     const md = await readFile(join(out, 'report.md'), 'utf8');
     expect(md).toMatch(/\| `dexar` \| 3 \|/);
     expect(md).toMatch(/\| `random` \| 3 \|/);
+  });
+
+  it('lets one of two runs started at once on one --out write, and refuses the other in one line', async () => {
+    const out = join(dir, 'concurrent');
+    await mkdir(out);
+    const lock = join(out, 'records-0-of-1.jsonl.lock');
+    // The run whose pid the lock names is stopped (SIGSTOP) there, holding the lock, so the other
+    // run meets it however loaded the machine is: the test waits on file events, never on time.
+    let watcher: FSWatcher | undefined;
+    const stopped = new Promise<number>((resolve) => {
+      watcher = watch(out, () => {
+        const owner = existsSync(lock) ? readFileSync(lock, 'utf8') : '';
+        const pid = Number.parseInt(owner, 10);
+        if (owner !== `${pid} ${hostname()}`) return; // created but not written yet: the write is the next event
+        watcher?.close();
+        process.kill(pid, 'SIGSTOP');
+        resolve(pid);
+      });
+    });
+    const args = ['eval', '--limit', '4', '--out', out, '--quiet'];
+    const runs = [startDexar(...args), startDexar(...args)];
+    const bothEnded = Promise.all(runs.map((r) => r.done)).then(() => undefined);
+    const pid = await Promise.race([stopped, bothEnded]).finally(() => watcher?.close());
+    expect(pid, 'a run was stopped while holding the lock').toBeDefined();
+    const winner = runs.find((r) => r.child.pid === pid);
+    const loser = runs.find((r) => r.child.pid !== pid);
+    if (!winner || !loser) throw new Error(`the lock names pid ${pid}, neither of the two runs`);
+    try {
+      expect(readFileSync(lock, 'utf8')).toBe(`${pid} ${hostname()}`); // stopped before it finished
+      const refused = await loser.done;
+      expectUsageError(
+        refused,
+        // "unknown" when the lock was read between its creation and its write
+        /records-0-of-1\.jsonl is being written by another dexar eval \(pid (\d+ on \S+|unknown on unknown host)\): wait for it to finish, or use another --out/,
+      );
+      if (!/pid unknown/.test(refused.stderr)) expect(refused.stderr).toContain(`(pid ${pid} on ${hostname()})`);
+    } finally {
+      winner.child.kill('SIGCONT');
+    }
+    const written = await winner.done;
+    expect(written.code).toBe(0);
+    const count = Number(/^wrote (\d+) records .*\(4 samples computed, 0 already there/.exec(written.stdout)?.[1]);
+    const lines = (await readFile(join(out, 'records-0-of-1.jsonl'), 'utf8')).trim().split('\n');
+    const parsed = lines.map((line) => JSON.parse(line) as { kind: string; sample?: string; method?: string });
+    expect(parsed.filter((r) => r.kind === 'run')).toHaveLength(1);
+    const keys = parsed.filter((r) => r.kind !== 'run').map((r) => `${r.sample} ${r.method}`);
+    expect(keys.length).toBeGreaterThan(4);
+    expect(keys).toHaveLength(count);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(await readdir(out)).toEqual(['records-0-of-1.jsonl']);
   });
 
   it('prints its own help', async () => {

@@ -1,5 +1,5 @@
 /** What the CLI tests share: the built binary run as a user would run it, and the one-line usage-error check. */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
@@ -15,11 +15,18 @@ export interface Run {
 }
 
 export function dexar(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile('node', [bin, ...args], { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+  return startDexar(...args).done;
+}
+
+/** `dexar` started, for a test that signals the process while it runs; `done` settles when it exits. */
+export function startDexar(...args: string[]): { child: ChildProcess; done: Promise<Run> } {
+  let child: ChildProcess | undefined;
+  const done = new Promise<Run>((resolve) => {
+    child = execFile('node', [bin, ...args], { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
       resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
     });
   });
+  return { child: child as ChildProcess, done };
 }
 
 /**

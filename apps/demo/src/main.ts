@@ -1,5 +1,12 @@
 import './style.css';
-import { type ColormapName, type Explanation, overlayHeatmap, type ProgressEvent, type RgbaImage } from '@dexar/core';
+import {
+  type ColormapName,
+  checkImageHeader,
+  type Explanation,
+  overlayHeatmap,
+  type ProgressEvent,
+  type RgbaImage,
+} from '@dexar/core';
 import type { StreamedToken } from '@dexar/explain';
 import { encodePng, encodePngBytes, resizeImage, toImageData, type WebBackendInfo } from '@dexar/runtime-web';
 import type { BuiltinManifest } from './builtin.js';
@@ -256,7 +263,15 @@ async function imageFromFile(file: File) {
     fail(new Error(`${file.name} is not a PNG, JPEG or WebP image`));
     return;
   }
-  await setImage(new Uint8Array(await file.arrayBuffer()), file.name);
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  try {
+    // refused from its header, as the CLI refuses it: neither the preview nor the worker decodes it
+    checkImageHeader(bytes);
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  await setImage(bytes, file.name);
   setStatus(state.opened ? 'Ready: press Explain.' : 'Image loaded.', 'done');
 }
 

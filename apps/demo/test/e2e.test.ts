@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { type Explanation, ExplanationSchema } from '@dexar/core';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pngHeader, webpHeader } from '../../../packages/core/test/helpers/image-headers.js';
 import { repoRoot } from '../scripts/assets.js';
 import { type Browser, launchChromium } from '../scripts/browser.js';
 import { distDir, type StaticServer, serve } from '../scripts/serve.js';
@@ -357,6 +358,64 @@ describe(`the demo in headless Chromium`, () => {
     expect(measured.webp).toBe(0);
     expect(measured.jpeg).toBeLessThanOrEqual(4);
     expect(measured['jpeg, EXIF orientation 6']).toBeLessThanOrEqual(4);
+  });
+
+  it('refuses an image over the limits from its header, in the words of the CLI, before anything decodes it', async () => {
+    // every way the page could start decoding a file: its preview (an object URL), createImageBitmap, the worker
+    await page.evaluate(() => {
+      const started: string[] = [];
+      (window as unknown as { decodesStarted: string[] }).decodesStarted = started;
+      const counted = <F extends (...args: never[]) => unknown>(what: string, f: F) =>
+        function (this: unknown, ...args: Parameters<F>) {
+          started.push(what);
+          return f.apply(this, args);
+        } as unknown as F;
+      URL.createObjectURL = counted('preview', URL.createObjectURL);
+      window.createImageBitmap = counted('createImageBitmap', window.createImageBitmap);
+      Worker.prototype.postMessage = counted('worker', Worker.prototype.postMessage);
+    });
+    const preview = await page.getAttribute('#preview', 'src');
+    const cases: [string, string, Uint8Array, string][] = [
+      [
+        'huge.webp',
+        'image/webp',
+        webpHeader(16383, 16383),
+        'the image is 16383 x 16383 pixels, over the 64 megapixel limit: downscale it first',
+      ],
+      [
+        'strip.png',
+        'image/png',
+        pngHeader(100000, 1),
+        'the image is 100000 x 1 pixels, longer than 32 times its width or height: crop it first',
+      ],
+    ];
+    for (const [name, type, bytes, message] of cases) {
+      const dataTransfer = await page.evaluateHandle(
+        ({ name, type, bytes }) => {
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([new Uint8Array(bytes)], name, { type }));
+          return transfer;
+        },
+        { name, type, bytes: Array.from(bytes) },
+      );
+      await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+      await page.waitForFunction((m) => document.getElementById('status')?.textContent === m, message);
+      expect(await page.getAttribute('#status', 'data-kind'), name).toBe('error');
+    }
+    expect(await page.evaluate(() => (window as unknown as { decodesStarted: string[] }).decodesStarted)).toEqual([]);
+    expect(await page.getAttribute('#preview', 'src')).toBe(preview); // the example stays the chosen image
+    // The worker's decoding (as Explain runs it) refuses from the header too: decoded, these 32 bytes would fail otherwise.
+    const refusal = await page.evaluate(
+      (b) =>
+        (globalThis as unknown as { dexarDemo: { decode(x: Uint8Array): Promise<unknown> } }).dexarDemo
+          .decode(new Uint8Array(b))
+          .then(
+            () => 'decoded',
+            (error: Error) => error.message,
+          ),
+      Array.from(webpHeader(16383, 16383)),
+    );
+    expect(refusal).toBe(cases[0]?.[3]);
   });
 
   it('is usable on a narrow screen (no horizontal scrolling)', async () => {

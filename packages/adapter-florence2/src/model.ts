@@ -288,6 +288,10 @@ class Florence2Model implements FamilyModel {
     return out;
   }
 
+  releaseDecoder(): Promise<void> {
+    return this.sessions.decoder.release();
+  }
+
   async release(): Promise<void> {
     const { vision, embed, encoder, decoder } = this.sessions;
     await Promise.all([vision.release(), embed.release(), encoder.release(), decoder.release()]);

@@ -286,6 +286,10 @@ export abstract class DecoderOnlyModel implements FamilyModel {
     return out;
   }
 
+  releaseDecoder(): Promise<void> {
+    return this.sessions.decoder.release();
+  }
+
   async release(): Promise<void> {
     await Promise.all([this.sessions.vision.release(), this.sessions.embed.release(), this.sessions.decoder.release()]);
   }

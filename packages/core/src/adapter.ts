@@ -138,6 +138,11 @@ export interface FamilyModel {
    * encoder and of the decoder. Returns `[B, T]`, natural logarithms.
    */
   scoreTargets?(input: PreparedInput, targetIds: readonly number[], batch: ScoreBatch): Promise<Float64Array>;
+  /**
+   * Releases the plain decoder's session, and with it the decoder's weights: the pipeline holds one
+   * decoder at a time (this one or an explain graph). The next generation opens it again.
+   */
+  releaseDecoder(): Promise<void>;
   release(): Promise<void>;
 }
 

@@ -25,6 +25,7 @@ export {
 export { checkConfigLimits } from './config-limits.js';
 export { DexarError, type DexarErrorCode } from './errors.js';
 export { castFeeds, floatData, fromFloat16Bits, toFloat16Bits } from './float16.js';
+export { checkImageHeader, type ImageFormat, type ImageHeader } from './image/header.js';
 export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
 export { resample } from './image/resample.js';
 export { causalTextKeys, type Grid, type KeySpan, type TokenLayout } from './layout.js';
@@ -57,6 +58,7 @@ export {
 export {
   type Backend,
   type DType,
+  isDerivedFile,
   type ModelFolder,
   type ResizeFilter,
   readJson,
@@ -64,5 +66,7 @@ export {
   type Session,
   type SessionOptions,
   type TypedTensor,
+  type Variant,
+  variantPath,
 } from './runtime.js';
 export { type FloatData, type Tensor, type TensorData, tensor } from './tensor.js';

@@ -22,6 +22,22 @@ export interface Session {
 }
 
 /** A model folder in the transformers.js layout, wherever it lives: a directory, picked files, URLs. */
+/** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (the transformers.js layout). */
+export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
+
+/** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
+export const isDerivedFile = (path: string): boolean => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);
+
+/**
+ * The file a model path opens for a weight variant: `onnx/NAME.onnx` becomes `onnx/NAME_VARIANT.onnx`.
+ * Derived files and paths that already name the variant's file (external data refers to it by
+ * its own name) are left as they are.
+ */
+export function variantPath(path: string, variant: Variant): string {
+  if (variant === 'fp32' || !/^onnx\/[^/]+\.onnx$/.test(path) || isDerivedFile(path)) return path;
+  return path.endsWith(`_${variant}.onnx`) ? path : path.replace(/\.onnx$/, `_${variant}.onnx`);
+}
+
 export interface ModelFolder {
   /** Where it is, for messages. */
   readonly location: string;
@@ -29,6 +45,8 @@ export interface ModelFolder {
   readBytes(path: string): Promise<Uint8Array>;
   /** Stores a derived file (a cached explain graph) atomically: readers see all of it or nothing. */
   writeBytes(path: string, bytes: Uint8Array): Promise<void>;
+  /** The name of the file `path` opens, in its own directory (a weight variant's file has its own): what external data calls it. */
+  fileName(path: string): string;
   /** SHA-256 of a file, where the folder can hash it without holding it in memory (a decoder may be gigabytes). */
   sha256?(path: string): Promise<Uint8Array>;
 }

@@ -14,6 +14,7 @@ import {
   isSealedExplainGraph,
   OnnxGraphError,
   readModel,
+  referenceWeightsIn,
   sealExplainGraph,
   writeModel,
 } from '@dexar/onnx-graph';
@@ -99,23 +100,30 @@ async function explainGraphSession(
     stage: 'load',
     detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
   });
-  let bytes: Uint8Array;
-  try {
-    const graph = buildExplainGraph(readModel(await folder.readBytes(model.decoder.path)), {
-      ...options,
-      attention: model.decoder.attention,
-    });
-    bytes = await sealExplainGraph(writeModel(graph.model), key);
-  } catch (error) {
-    // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
-    if (error instanceof OnnxGraphError) {
-      throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
-        cause: error,
-      });
+  const decoder = await folder.readBytes(model.decoder.path);
+  const build = async (referenced: boolean): Promise<Uint8Array> => {
+    try {
+      const source = readModel(decoder);
+      // the graph sits beside the decoder and reads its weights there: nothing is copied or re-parsed
+      if (referenced) referenceWeightsIn(source, decoder, folder.fileName(model.decoder.path));
+      const graph = buildExplainGraph(source, { ...options, attention: model.decoder.attention });
+      return await sealExplainGraph(writeModel(graph.model), key);
+    } catch (error) {
+      // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
+      if (error instanceof OnnxGraphError) {
+        throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
+          cause: error,
+        });
+      }
+      throw error;
     }
-    throw error;
-  }
-  await folder.writeBytes(path, bytes);
+  };
+  await folder.writeBytes(path, await build(true));
+  const session = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
+  if (session) return session;
+  // ONNX Runtime reads external data only from the graph's own directory, links resolved: a decoder
+  // that lies elsewhere (a linked file, the user cache's mirror of a read-only folder) lends nothing
+  await folder.writeBytes(path, await build(false));
   return backend.createSession(folder, path, { weightsOnce: true });
 }
 

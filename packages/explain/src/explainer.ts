@@ -75,8 +75,11 @@ export interface StreamedResult {
 export type StreamEvent = StreamedToken | StreamedResult;
 
 /**
- * A model opened for explanation: its family's sessions, and the explain
- * graphs built so far (one per layer range and compat), reused across calls.
+ * A model opened for explanation: its family's sessions and the explain graph in use. Weights are
+ * held once: the plain decoder (generation) and each explain graph (one per layer range and
+ * compat) hold the decoder's weights, so one of them is open at a time, and opening one releases
+ * the other. Explain graphs reopen from their cache, mapping their weights from the decoder file.
+ * Calls run one at a time.
  */
 export class Explainer {
   private readonly explainGraphs = new Map<string, Promise<OpenedExplainGraph>>();
@@ -120,6 +123,7 @@ export class Explainer {
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, prompt);
     this.checkLength(input.promptIds.length, maxNewTokens, 'the answer limit (max new tokens)');
+    await this.releaseExplainGraphs();
     const tokenIds = await this.model.generate(input, maxNewTokens, this.onProgress);
     return {
       text: this.model.decode(tokenIds),
@@ -149,6 +153,12 @@ export class Explainer {
       }
     }
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
+    const graphOptions = { layers, compat: options.compat, positionLens: r.positionLens };
+    // given targets, the graph is built on this thread while ONNX Runtime encodes the image (a
+    // generated answer needs the plain decoder first)
+    const given = r.target !== undefined || r.targetIds !== undefined;
+    const opening = given ? this.explainGraph(graphOptions) : undefined;
+    opening?.catch(() => undefined); // awaited below, unless preparing the input fails first
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
     if (r.target === undefined && r.targetIds === undefined) {
@@ -156,7 +166,7 @@ export class Explainer {
     }
     const targetIds = await this.targetOf(input, r);
     this.checkLength(input.promptIds.length, targetIds.length, 'the target');
-    const graph = await this.explainGraph({ layers, compat: options.compat, positionLens: r.positionLens });
+    const graph = await (opening ?? this.explainGraph(graphOptions));
     const runOptions = { compat: options.compat, perToken: !graph.answerCallIsCausal };
     this.onProgress?.({ stage: 'explain', done: 0, total: r.strategy === 'single' ? 1 : targetIds.length });
     const rows =
@@ -199,9 +209,11 @@ export class Explainer {
     const r = parse(StreamRequestSchema, request);
     const options = parseOptions({ layerIndex: r.layerIndex, topK: r.topK, compat: r.compat });
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
+    const opening = this.explainGraph({ layers, compat: options.compat, positionLens: false, greedyTargets: true });
+    opening.catch(() => undefined); // awaited below, unless preparing the input fails first
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
-    const graph = await this.explainGraph({ layers, compat: options.compat, positionLens: false, greedyTargets: true });
+    const graph = await opening;
     let aggregation: Aggregation | undefined;
     const tokenIds: number[] = [];
     const steps: StreamedRows[] = []; // kept for the raw rows only
@@ -266,10 +278,16 @@ export class Explainer {
   }
 
   async release(): Promise<void> {
-    const graphs = await Promise.allSettled(this.explainGraphs.values());
-    this.explainGraphs.clear();
-    await Promise.all(graphs.flatMap((g) => (g.status === 'fulfilled' ? [g.value.session.release()] : [])));
+    await this.releaseExplainGraphs();
     await this.model.release();
+  }
+
+  /** Releases the open explain graphs but `except`'s. */
+  private async releaseExplainGraphs(except?: string): Promise<void> {
+    const others = [...this.explainGraphs].filter(([id]) => id !== except);
+    for (const [id] of others) this.explainGraphs.delete(id);
+    const opened = await Promise.allSettled(others.map(([, graph]) => graph));
+    await Promise.all(opened.flatMap((g) => (g.status === 'fulfilled' ? [g.value.session.release()] : [])));
   }
 
   private async targetOf(input: Parameters<FamilyModel['generate']>[0], r: z.output<typeof ExplainRequestSchema>) {
@@ -283,6 +301,7 @@ export class Explainer {
       }
       return ids;
     }
+    await this.releaseExplainGraphs();
     const ids = await this.model.generate(input, r.maxNewTokens, this.onProgress);
     if (ids.length === 0) throw emptyAnswer();
     return ids;
@@ -291,21 +310,23 @@ export class Explainer {
   /** SHA-256 of the decoder graph, computed once; the bytes themselves are not kept. */
   private decoderDigest?: Promise<Uint8Array>;
 
-  /** The explain graph's session for these options, opened (or built) once per Explainer. */
-  private async explainGraph(options: ExplainGraphOptions): Promise<OpenedExplainGraph> {
-    this.decoderDigest ??= graphDigest(this.folder, this.model.decoder.path);
-    const digest = await this.decoderDigest;
+  /** The explain graph's session for these options, built once and opened alone (see the class). */
+  private explainGraph(options: ExplainGraphOptions): Promise<OpenedExplainGraph> {
     const id = `${options.layers.join(',')}|${options.compat}|${options.positionLens}|${options.greedyTargets ?? false}`;
     let graph = this.explainGraphs.get(id);
     if (!graph) {
-      graph = openExplainGraph({
-        backend: this.backend,
-        folder: this.folder,
-        model: this.model,
-        digest,
-        options,
-        ...(this.onProgress ? { onProgress: this.onProgress } : {}),
-      });
+      this.decoderDigest ??= graphDigest(this.folder, this.model.decoder.path);
+      const released = [this.releaseExplainGraphs(id), this.model.releaseDecoder()];
+      graph = Promise.all([this.decoderDigest, ...released]).then(([digest]) =>
+        openExplainGraph({
+          backend: this.backend,
+          folder: this.folder,
+          model: this.model,
+          digest,
+          options,
+          ...(this.onProgress ? { onProgress: this.onProgress } : {}),
+        }),
+      );
       this.explainGraphs.set(id, graph);
       graph.catch(() => this.explainGraphs.delete(id));
     }

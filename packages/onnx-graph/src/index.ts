@@ -71,6 +71,7 @@ export {
   normalizeExternalLocation,
   OnnxModel,
   readModel,
+  referenceWeightsIn,
   writeModel,
 } from './model.js';
 export { toNumber, toNumbers } from './proto/int64.js';

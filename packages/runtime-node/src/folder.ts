@@ -2,15 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { access, mkdir, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { DexarError, type ModelFolder } from '@dexar/core';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { DexarError, isDerivedFile, type ModelFolder, type Variant, variantPath } from '@dexar/core';
 import { checkRegularFile, FILE_LIMITS, type ReadLimit, readRegularFile } from './files.js';
-
-/** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (`decoder_model_merged_fp16.onnx`). */
-export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
-
-/** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
-const isDerived = (path: string) => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);
 
 /**
  * Where derived files go when the model folder cannot take them (read-only, or something else at
@@ -47,12 +41,12 @@ export class NodeModelFolder implements ModelFolder {
    * folder could not take it, and removed there when the folder later does.
    */
   filePath(path: string): string {
-    if (isDerived(path) && existsSync(join(this.cacheLocation, path))) return join(this.cacheLocation, path);
-    const variantPath =
-      this.variant !== 'fp32' && /^onnx\/[^/]+(?<!\.dexar-[0-9a-f]+)\.onnx$/.test(path)
-        ? path.replace(/\.onnx$/, `_${this.variant}.onnx`)
-        : path;
-    return join(this.location, variantPath);
+    if (isDerivedFile(path) && existsSync(join(this.cacheLocation, path))) return join(this.cacheLocation, path);
+    return join(this.location, variantPath(path, this.variant));
+  }
+
+  fileName(path: string): string {
+    return basename(this.filePath(path));
   }
 
   async exists(path: string): Promise<boolean> {
@@ -98,7 +92,7 @@ export class NodeModelFolder implements ModelFolder {
    */
   async writeBytes(path: string, bytes: Uint8Array): Promise<void> {
     const cached = join(this.cacheLocation, path);
-    if (!isDerived(path)) return writeAtomically(this.filePath(path), bytes);
+    if (!isDerivedFile(path)) return writeAtomically(this.filePath(path), bytes);
     try {
       await writeAtomically(join(this.location, path), bytes);
       await rm(cached, { force: true });
@@ -114,7 +108,7 @@ export class NodeModelFolder implements ModelFolder {
     const mirror = join(this.cacheLocation, directory);
     await mkdir(mirror, { recursive: true });
     for (const name of await readdir(join(this.location, directory))) {
-      if (isDerived(name) || existsSync(join(mirror, name))) continue;
+      if (isDerivedFile(name) || existsSync(join(mirror, name))) continue;
       await symlink(join(this.location, directory, name), join(mirror, name));
     }
   }

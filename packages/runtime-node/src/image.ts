@@ -1,19 +1,14 @@
-import { checkImageSize, DexarError, IMAGE_LIMITS, type ResizeFilter, type RgbaImage, resample } from '@dexar/core';
+import { checkImageHeader, DexarError, IMAGE_LIMITS, type ResizeFilter, type RgbaImage, resample } from '@dexar/core';
 import sharp from 'sharp';
 
 /**
  * Decodes PNG, JPEG or WebP to RGBA, applying EXIF orientation. The declared size is checked
- * against `IMAGE_LIMITS` from the header alone, and a larger image is reduced to the working
- * resolution while decoding (JPEG and WebP shrink on load), so memory stays bounded.
+ * against `IMAGE_LIMITS` from the header alone (core's `checkImageHeader`, as in the browser)
+ * before sharp sees the bytes, and a larger image is reduced to the working resolution while
+ * decoding (JPEG and WebP shrink on load), so memory stays bounded.
  */
 export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
-  const header = await sharp(bytes)
-    .metadata()
-    .catch((error: Error) => {
-      throw unreadable(error);
-    });
-  const { width = 0, height = 0 } = header;
-  checkImageSize(width, height);
+  const { width, height } = checkImageHeader(bytes);
   try {
     let pipeline = sharp(bytes, { limitInputPixels: IMAGE_LIMITS.maxInputPixels }).rotate();
     const side = IMAGE_LIMITS.maxWorkingSide;

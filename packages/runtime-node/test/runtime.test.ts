@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { readImageHeader } from '../../core/src/image/header.js';
+import { pngHeader, webpHeader } from '../../core/test/helpers/image-headers.js';
 import {
   decodeImage,
   NodeModelFolder,
@@ -62,43 +63,6 @@ describe('images', () => {
   });
 });
 
-/** A PNG that declares `width` x `height` pixels and holds none (an empty image-data chunk). */
-function pngHeader(width: number, height: number): Uint8Array {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([length, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 6, 0, 0, 0], 8); // 8-bit RGBA
-  const signature = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
-  return new Uint8Array(
-    Buffer.concat([
-      signature,
-      chunk('IHDR', ihdr),
-      chunk('IDAT', deflateSync(Buffer.alloc(0))),
-      chunk('IEND', Buffer.alloc(0)),
-    ]),
-  );
-}
-
-/** A 32-byte lossless WebP that declares `width` x `height` pixels. */
-function webpHeader(width: number, height: number): Uint8Array {
-  const bytes = Buffer.alloc(32);
-  bytes.write('RIFF', 0, 'latin1');
-  bytes.writeUInt32LE(24, 4);
-  bytes.write('WEBPVP8L', 8, 'latin1');
-  bytes.writeUInt32LE(12, 16);
-  bytes[20] = 0x2f;
-  bytes.writeUInt32LE(((width - 1) | ((height - 1) << 14)) >>> 0, 21);
-  return new Uint8Array(bytes);
-}
-
 describe('image limits', () => {
   it('refuses images over the pixel or aspect limits from their header, before decoding', async () => {
     await expect(decodeImage(webpHeader(16383, 16383))).rejects.toThrowError(
@@ -111,6 +75,31 @@ describe('image limits', () => {
     await expect(decodeImage(new Uint8Array(strip))).rejects.toThrowError(
       /100000 x 1 pixels, longer than 32 times its width or height: crop it first/,
     );
+  });
+
+  it("reads the size sharp reads from real files, in every encoding core's header reader knows", async () => {
+    const noise = { type: 'gaussian', mean: 128, sigma: 40 } as const;
+    const image = () => sharp({ create: { width: 37, height: 23, channels: 4, background: '#80808080', noise } });
+    const encodings = {
+      png: await image().png().toBuffer(),
+      'baseline JPEG': await image().jpeg().toBuffer(),
+      'progressive JPEG with EXIF': await image()
+        .jpeg({ progressive: true })
+        .withMetadata({ orientation: 6 })
+        .toBuffer(),
+      'lossy WebP with alpha (VP8X)': await image().webp().toBuffer(),
+      'lossy WebP (VP8)': await image().removeAlpha().webp().toBuffer(),
+      'lossless WebP (VP8L)': await image().webp({ lossless: true }).toBuffer(),
+    };
+    for (const [name, bytes] of Object.entries(encodings)) {
+      const { width, height, format } = await sharp(bytes).metadata();
+      expect(readImageHeader(new Uint8Array(bytes)), name).toEqual({ format, width, height });
+    }
+    expect(
+      Object.values(encodings)
+        .map((b) => b.toString('latin1', 12, 16))
+        .filter((t) => t.startsWith('VP8')),
+    ).toEqual(['VP8X', 'VP8 ', 'VP8L']);
   });
 
   it('decodes a photo larger than the working resolution reduced to it', async () => {

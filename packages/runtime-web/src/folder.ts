@@ -1,8 +1,5 @@
-import { DexarError, type ModelFolder } from '@dexar/core';
+import { DexarError, type ModelFolder, type Variant, variantPath } from '@dexar/core';
 import { type DerivedStore, derivedStore } from './cache.js';
-
-/** Weight variants exported beside the fp32 graphs, chosen by file-name suffix (as in `@dexar/runtime-node`). */
-export type Variant = 'fp32' | 'fp16' | 'q4' | 'q8' | 'quantized' | 'int8' | 'uint8' | 'bnb4' | 'q4f16';
 
 /** Bytes downloaded so far of one file, for progress bars (`total` when the server sends a length). */
 export type DownloadProgress = (event: { path: string; loaded: number; total?: number }) => void;
@@ -12,9 +9,6 @@ export interface WebFolderOptions {
   /** Where derived files (explain graphs) go; the page's IndexedDB store by default. */
   store?: DerivedStore;
 }
-
-/** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
-const isDerived = (path: string) => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);
 
 /**
  * A model folder in the browser. The model's own files come from a source
@@ -34,9 +28,11 @@ export abstract class WebModelFolder implements ModelFolder {
 
   /** The path a folder path names in the source, variant applied to ONNX graphs (not to derived files). */
   sourcePath(path: string): string {
-    return this.variant !== 'fp32' && /^onnx\/[^/]+\.onnx$/.test(path) && !isDerived(path)
-      ? path.replace(/\.onnx$/, `_${this.variant}.onnx`)
-      : path;
+    return variantPath(path, this.variant);
+  }
+
+  fileName(path: string): string {
+    return this.sourcePath(path).slice(this.sourcePath(path).lastIndexOf('/') + 1);
   }
 
   protected abstract sourceExists(path: string): Promise<boolean>;

@@ -1,4 +1,12 @@
-import { checkImageSize, DexarError, type ResizeFilter, type RgbaImage, resample, workingSize } from '@dexar/core';
+import {
+  checkImageHeader,
+  checkImageSize,
+  DexarError,
+  type ResizeFilter,
+  type RgbaImage,
+  resample,
+  workingSize,
+} from '@dexar/core';
 import { encodePngBytes } from './png.js';
 
 type Canvas2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
@@ -24,9 +32,11 @@ function canvas(width: number, height: number): { context: Canvas2D } {
  * (`createImageBitmap`), EXIF orientation applied, no colour-space
  * conversion and no premultiplication, so opaque images give the same bytes
  * as the Node path (sharp); works in a window or a worker. An image over `IMAGE_LIMITS` is
- * refused, and one larger than the working resolution drawn reduced to it.
+ * refused from its header before the browser decodes it (core's `checkImageHeader`, as in Node),
+ * and one larger than the working resolution drawn reduced to it.
  */
 export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
+  checkImageHeader(bytes);
   let bitmap: ImageBitmap;
   try {
     bitmap = await createImageBitmap(new Blob([bytes as Uint8Array<ArrayBuffer>]), {
@@ -42,7 +52,7 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbaImage> {
     );
   }
   try {
-    checkImageSize(bitmap.width, bitmap.height);
+    checkImageSize(bitmap.width, bitmap.height); // what the browser decoded, should it read a header otherwise
     const { width, height } = workingSize(bitmap.width, bitmap.height);
     const { context } = canvas(width, height);
     context.drawImage(bitmap, 0, 0, width, height);

@@ -1,3 +1,4 @@
+export type { Variant } from '@dexar/core';
 export {
   externalLocations,
   type WebBackend,
@@ -16,7 +17,6 @@ export {
   type PickedFile,
   type UrlFolderOptions,
   UrlModelFolder,
-  type Variant,
   type WebFolderOptions,
   WebModelFolder,
 } from './folder.js';

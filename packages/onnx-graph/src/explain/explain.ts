@@ -3,7 +3,7 @@ import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '.
 import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
 import { expandFusedAttention, isExpandable, restoreFusedAttention } from '../graph/fused-attention.js';
-import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, specializeIf } from '../graph/passes.js';
+import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, pruneUnread, specializeIf } from '../graph/passes.js';
 import { validateGraph } from '../graph/validate.js';
 import { assertUnfusedAttention, type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
@@ -326,6 +326,7 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): Explain
     const loss = lb.reduce('ReduceSum', z, undefined, false);
     const grads = buildGradient(lb, { output: loss, wrt: [rows] });
     const grad = grads.get(rows) as string;
+    cloner.readForwardRows();
 
     const heads = shape[rank - 3];
     const layout = (t: string) => {
@@ -379,6 +380,8 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): Explain
   if (options.positionLens) {
     addGraphOutput(model, POSITION_LENS_OUTPUT, DataType.FLOAT, [TARGET_AXIS, used, positionSym]);
   }
+  pruneUnread(g);
+  g.sortTopologically();
   model.proto.producerName = model.proto.producerName ? `${model.proto.producerName} + dexar` : 'dexar';
   return {
     model,

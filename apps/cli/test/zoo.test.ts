@@ -1,6 +1,6 @@
 // The CLI on exports written by other exporters (fixtures/zoo): a merged decoder generates (it fed no
-// use_cache_branch before), and an export whose multi-token calls are bidirectional is explained one
-// token per call, with a one-line notice.
+// use_cache_branch before), an export whose multi-token calls are bidirectional is explained one
+// token per call, with a one-line notice, and `--variant fp16` explains a folder's half-precision graphs.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { dexar, root } from './helpers.js';
 
 const zoo = (name: string) => join(root, 'fixtures/zoo', name);
-const referenceOf = async (name: string) =>
-  JSON.parse(await readFile(join(zoo('references'), name, 'case0/case.json'), 'utf8'));
+const referenceOf = async (name: string, variant = '') =>
+  JSON.parse(await readFile(join(zoo('references'), name, variant, 'case0/case.json'), 'utf8'));
+const argmax = (v: number[]) => v.reduce((best, x, i) => (x > (v[best] as number) ? i : best), 0);
 
 describe('dexar on other exporters’ decoders', () => {
   it('generates with a decoder merged under an If on use_cache_branch', async () => {
@@ -59,6 +60,44 @@ describe('dexar on other exporters’ decoders', () => {
       expect(result.tokenWeights).toHaveLength(expected.length);
       const worst = Math.max(...expected.map((w, n) => Math.abs(w - result.tokenWeights[n])));
       expect(worst).toBeLessThan(1e-4);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
+  it('explains the fp16 graphs with --variant fp16: its greedy answer, each map pointing where the fp16 reference points', async () => {
+    const reference = await referenceOf('llava-hf-eager14', 'fp16');
+    const out = await mkdtemp(join(tmpdir(), 'dexar-cli-fp16-'));
+    const explainFp16 = (folder: string, ...options: string[]) =>
+      dexar(
+        'explain',
+        '--model',
+        join(zoo('models'), 'llava-hf-eager14'),
+        '--variant',
+        'fp16',
+        '--image',
+        join(zoo('references'), 'llava-hf-eager14/case0/image.png'),
+        '--prompt',
+        reference.prompt,
+        '--layer-index',
+        '0',
+        '--out',
+        join(out, folder),
+        '--json',
+        '--quiet',
+        ...options,
+      );
+    try {
+      const run = await explainFp16('generated', '--max-new-tokens', String(reference.greedy_max_new_tokens));
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout).tokenIds).toEqual(reference.greedy_ids);
+      const forced = await explainFp16('forced', '--target', reference.target);
+      expect(forced.code).toBe(0);
+      const maps = JSON.parse(forced.stdout).perTokenHeatmaps as number[][][];
+      const expected = reference.results.official.layer_index_0.per_token_heatmaps as number[][][];
+      expect(maps.map((m) => argmax(m.flat()))).toEqual(expected.map((m) => argmax(m.flat())));
+      await readFile(join(out, 'forced', 'sentence.png'));
     } finally {
       await rm(out, { recursive: true, force: true });
     }

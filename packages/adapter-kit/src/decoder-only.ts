@@ -1,6 +1,6 @@
 import { type Compat, causalTextKeys, DexarError, type Grid, type KeySpan, type TokenLayout } from '@dexar/core';
 import type { ExplainRows, PixelValues, PreparedInput, ScoreBatch } from '@dexar/core/adapter';
-import type { Backend, ModelFolder, Session, TypedTensor } from '@dexar/core/runtime';
+import { type Backend, floatData, type ModelFolder, type Session, type TypedTensor } from '@dexar/core/runtime';
 import { type ConfigFields, GRAPHS } from './contract.js';
 import { type Cache, concatEmbeddings, decoderFeeds, type Embeddings, emptyCache, nextCache } from './decoding.js';
 import { chunkCallsAreCausal, explainDecoderOnly, explainFeeds } from './explain-runs.js';
@@ -221,7 +221,7 @@ export abstract class DecoderOnlyModel extends FamilyModelBase<MergedPrompt> {
       );
     }
     const embeddings = await this.embed(promptIds);
-    embeddings.data.set((features.data as Float32Array).subarray(0, count * hidden), span.start * hidden);
+    embeddings.data.set(floatData(features).subarray(0, count * hidden), span.start * hidden);
     return {
       image: { width: image.width, height: image.height },
       promptIds: [...promptIds],

@@ -1,5 +1,5 @@
 import type { ProgressCallback } from '@dexar/core/adapter';
-import type { Backend, Session, TypedTensor } from '@dexar/core/runtime';
+import { type Backend, floatData, type Session, type TypedTensor } from '@dexar/core/runtime';
 
 /**
  * Shape of a decoder's KV cache: per layer, `past_key_values.{i}.key/value` `[1, kvHeads, past, headDim]`
@@ -100,7 +100,7 @@ export function sliceEmbeddings(e: Embeddings, start: number, end: number): Embe
 /** Index of the largest logit of the last position. `logits` is `[1, S, V]`. */
 export function argmaxLast(logits: TypedTensor): number {
   const [, S, V] = logits.dims as [number, number, number];
-  const data = logits.data as Float32Array;
+  const data = floatData(logits);
   let best = 0;
   for (let v = 1; v < V; v++) if (data[(S - 1) * V + v] > data[(S - 1) * V + best]) best = v;
   return best;
@@ -162,5 +162,5 @@ export async function embedTokens(backend: Backend, embed: Session, ids: readonl
   const { inputs_embeds: out } = await embed.run({
     input_ids: backend.tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
   });
-  return { data: (out.data as Float32Array).slice(), length: ids.length, hidden: out.dims[2] };
+  return { data: floatData(out).slice(), length: ids.length, hidden: out.dims[2] };
 }

@@ -1,6 +1,6 @@
 import { type Compat, DexarError, type Grid, type KeySpan, type TokenLayout } from '@dexar/core';
 import type { ExplainRows, PixelValues, PreparedInput, ScoreBatch } from '@dexar/core/adapter';
-import type { Backend, ModelFolder, Session, TypedTensor } from '@dexar/core/runtime';
+import { type Backend, floatData, type ModelFolder, type Session, type TypedTensor } from '@dexar/core/runtime';
 import { GRAPHS } from './contract.js';
 import { type Cache, concatEmbeddings, type Embeddings, emptyCache } from './decoding.js';
 import { chunkCallsAreCausal, explainFeeds, stackRows } from './explain-runs.js';
@@ -154,7 +154,7 @@ export abstract class EncoderDecoderModel extends FamilyModelBase<EncodedInput> 
     const [, count, hidden] = features.dims as [number, number, number];
     const { imageKeys, grid } = gridRule(count);
     const encoderInput = concatEmbeddings([
-      { data: features.data as Float32Array, length: count, hidden },
+      { data: floatData(features), length: count, hidden },
       await this.embed(promptIds),
     ]);
     const E = encoderInput.length;

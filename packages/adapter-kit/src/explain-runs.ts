@@ -1,5 +1,5 @@
 import { EXPLAIN_GRAPH } from '@dexar/core/adapter';
-import type { Backend, Session, TypedTensor } from '@dexar/core/runtime';
+import { type Backend, floatData, type Session, type TypedTensor } from '@dexar/core/runtime';
 import {
   type Cache,
   type CacheShape,
@@ -181,8 +181,8 @@ export async function chunkCallsAreCausal(
   const a = await call({ data, length: S, hidden });
   const b = await call({ data: changed, length: S, hidden });
   const V = a.dims[2] as number;
-  const x = a.data as Float32Array;
-  const y = b.data as Float32Array;
+  const x = floatData(a);
+  const y = floatData(b);
   let scale = 0;
   let moved = 0;
   for (let i = 0; i < (S - 1) * V; i++) {

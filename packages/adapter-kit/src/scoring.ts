@@ -1,6 +1,6 @@
 import { DexarError } from '@dexar/core';
 import type { ScoreBatch } from '@dexar/core/adapter';
-import type { Backend, Session, TypedTensor } from '@dexar/core/runtime';
+import { type Backend, floatData, type Session, type TypedTensor } from '@dexar/core/runtime';
 import type { Embeddings } from './decoding.js';
 
 /** Checks a `ScoreBatch` against a model with `imageTokens` image tokens; returns the batch size B. */
@@ -51,7 +51,7 @@ export async function batchImageFeatures(
       `the vision encoder returned [${out.dims.join(', ')}] for a batch of ${B}: scoring needs an export with a dynamic batch axis`,
     );
   }
-  return { data: out.data as Float32Array, count: out.dims[1] };
+  return { data: floatData(out), count: out.dims[1] };
 }
 
 /** An int64 attention mask `[B, length]` of ones with the batch's hidden image tokens (at `imageStart`) zeroed. */
@@ -87,7 +87,7 @@ export function readLogProbabilities(
   columns: number,
 ): void {
   const [B, S, V] = logits.dims as [number, number, number];
-  const data = logits.data as Float32Array;
+  const data = floatData(logits);
   for (let b = 0; b < B; b++) {
     const base = (b * S + position) * V;
     let max = Number.NEGATIVE_INFINITY;

@@ -7,6 +7,7 @@ import { DexarError } from './errors.js';
 import type { RgbaImage } from './render/heatmap.js';
 import type { Tensor } from './tensor.js';
 
+export { castFeeds, floatData, fromFloat16Bits, toFloat16Bits } from './float16.js';
 export { checkImageHeader, type ImageFormat, type ImageHeader } from './image/header.js';
 export { checkImageSize, IMAGE_LIMITS, workingSize } from './image/limits.js';
 

@@ -12,6 +12,11 @@
 //
 // Peak RSS is each mode's own: every mode runs in a child process that reads VmHWM
 // (tools/bench/peak-resident.ts; getrusage's maxRSS would report the bench process's own peak).
+//
+// Variants (issue #15): for each scale model, its fp32 graphs, its fp16 graphs (`--variant fp16`) and its
+// fused-attention twin (`<model>-fused`), in the same run: teacher-forced explanation time / generation
+// time, and peak RSS of explanation alone / generation alone. The variants are written by
+// `/usr/bin/python3 tools/fixtures/generate.py --scale --variants` (not committed).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -23,7 +28,7 @@ import '@dexar/adapter-paligemma';
 import type { RgbaImage } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
 import { isDerivedFile } from '@dexar/core/runtime';
-import { decodeImage, nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import { decodeImage, nodeBackend, openModelFolder, type Variant } from '@dexar/runtime-node';
 import { peakResidentBytes, resetPeakResident } from '../../../tools/bench/peak-resident.js';
 import { Explainer } from '../src/index.js';
 
@@ -37,6 +42,8 @@ interface BenchModel {
   prompt: string;
   /** A caption long enough for 20 target tokens. */
   longTarget: string;
+  /** The graph variant (file-name suffix) to open; fp32 by default. */
+  variant?: Variant;
 }
 
 const captionPrompt = 'USER: <image>\nDescribe the image. ASSISTANT:';
@@ -48,6 +55,15 @@ const models: BenchModel[] = [
   { name: 'paligemma-scale', dir: `${root}fixtures/scale/paligemma-scale`, prompt: 'caption en', longTarget: long },
   { name: 'florence2-scale', dir: `${root}fixtures/scale/florence2-scale`, prompt: '<CAPTION>', longTarget: long },
 ];
+
+/** Per scale model: its fp32 graphs, its fp16 graphs and its fused-attention twin. */
+const variantModels: BenchModel[] = models
+  .filter((m) => m.dir.includes('/fixtures/scale/'))
+  .flatMap((m) => [
+    { ...m, name: `${m.name} fp32` },
+    { ...m, name: `${m.name} fp16`, variant: 'fp16' as const },
+    { ...m, name: `${m.name}-fused`, dir: `${m.dir}-fused` },
+  ]);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 /**
@@ -85,13 +101,17 @@ const childModes = {
 type ChildMode = keyof typeof childModes;
 
 /** Child mode: one run of a mode in a fresh process, then its peak RSS in bytes. */
-async function child(dir: string, mode: ChildMode, prompt: string, ids: number[]) {
+async function child(dir: string, variant: Variant, mode: ChildMode, prompt: string, ids: number[]) {
   resetPeakResident(); // node's start-up is not the mode's
   let built = false; // an explain graph missing from the cache is built here, and its build's memory counted
   const onProgress = (e: ProgressEvent) => {
     built ||= e.detail?.startsWith('building the explain graph') ?? false;
   };
-  const explainer = await Explainer.open({ backend: nodeBackend(), folder: await openModelFolder(dir), onProgress });
+  const explainer = await Explainer.open({
+    backend: nodeBackend(),
+    folder: await openModelFolder(dir, variant),
+    onProgress,
+  });
   const image = await exampleImage();
   if (mode === 'generate' || mode === 'generate-explain') {
     await explainer.generate(image, { prompt, maxNewTokens: ids.length });
@@ -108,7 +128,16 @@ async function child(dir: string, mode: ChildMode, prompt: string, ids: number[]
 function peakRss(model: BenchModel, mode: ChildMode, ids: number[], retry = true): number {
   const out = execFileSync(
     process.execPath,
-    [...process.execArgv, fileURLToPath(import.meta.url), '--child', model.dir, mode, model.prompt, ids.join(',')],
+    [
+      ...process.execArgv,
+      fileURLToPath(import.meta.url),
+      '--child',
+      model.dir,
+      model.variant ?? 'fp32',
+      mode,
+      model.prompt,
+      ids.join(','),
+    ],
     { encoding: 'utf8' },
   );
   const [bytes, graph] = (out.trim().split('\n').at(-1) ?? '').split(' ');
@@ -198,9 +227,46 @@ async function bench(model: BenchModel) {
   );
 }
 
+/** A variant's teacher-forced explanation / generation time and peak RSS, on the tokens it generates. */
+async function benchVariant(model: BenchModel) {
+  const decoder = `${model.dir}/onnx/decoder_model_merged${model.variant && model.variant !== 'fp32' ? `_${model.variant}` : ''}.onnx`;
+  if (!existsSync(decoder)) {
+    console.log(
+      `${model.name}: skipped, ${decoder} is missing (/usr/bin/python3 tools/fixtures/generate.py --scale --variants)`,
+    );
+    return;
+  }
+  const explainer = await Explainer.open({
+    backend: nodeBackend(),
+    folder: await openModelFolder(model.dir, model.variant),
+  });
+  const image = await exampleImage();
+  await explainer.prepare();
+  const generated = await explainer.generate(image, { prompt: model.prompt, maxNewTokens: 20 });
+  const ids =
+    generated.tokenIds.length > 1 ? generated.tokenIds : explainer.model.tokenizeTarget(model.longTarget).slice(0, 20);
+  const tGenerate = await time(() => explainer.generate(image, { prompt: model.prompt, maxNewTokens: ids.length }));
+  const tExplain = await time(() => explainer.explain(image, { prompt: model.prompt, targetIds: ids }));
+  await explainer.release();
+  const rssGenerate = peakRss(model, 'generate', ids);
+  const rssExplain = peakRss(model, 'explain', ids);
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+  console.log(
+    [
+      `${model.name}, ${ids.length} tokens`,
+      `  explain / generate: ${tExplain.toFixed(1)} ms / ${tGenerate.toFixed(1)} ms = ${(tExplain / tGenerate).toFixed(2)}`,
+      `  peak RSS, explanation alone / generation alone: ${mib(rssExplain)} / ${mib(rssGenerate)} = ${(rssExplain / rssGenerate).toFixed(2)}`,
+    ].join('\n'),
+  );
+}
+
 const args = process.argv.slice(2);
 if (args[0] === '--child') {
-  await child(args[1], args[2] as ChildMode, args[3], args[4].split(',').map(Number));
+  await child(args[1], args[2] as Variant, args[3] as ChildMode, args[4], args[5].split(',').map(Number));
+} else if (args[0] === '--variants') {
+  // tsx bench/pipeline.ts --variants [model names]: the variant rows only
+  const selected = args.length > 1 ? variantModels.filter((m) => args.includes(m.name)) : variantModels;
+  for (const model of selected) await benchVariant(model);
 } else {
   // optional model names select a subset: tsx bench/pipeline.ts shapes-llava
   const selected = args.length > 0 ? models.filter((m) => args.includes(m.name)) : models;
@@ -208,4 +274,8 @@ if (args[0] === '--child') {
     `pipeline benchmarks: medians of ${RUNS} runs after up to ${WARMUP.runs} warm-up runs (onnxruntime-node, CPU)`,
   );
   for (const model of selected) await bench(model);
+  if (args.length === 0) {
+    console.log('variants (issue #15): fp32, fp16 and fused-attention graphs of each scale model, in this run');
+    for (const model of variantModels) await benchVariant(model);
+  }
 }

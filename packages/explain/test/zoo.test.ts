@@ -1,12 +1,13 @@
 // The export zoo (fixtures/zoo, tools/fixtures/generate.py --zoo): decoder graphs written the way other
 // exporters write them (transformers' reference code through torch.onnx at opset 14, SDPA form simplified to
-// opset 21, optimum's If-merged decoders, a chunk-bidirectional PaliGemma, Florence-2's 3-D attention). Each
-// model must explain its PyTorch reference case like the tiny fixtures do (same tolerances as
-// reference.test.ts) and generate PyTorch's greedy tokens.
+// opset 21, optimum's If-merged decoders, a chunk-bidirectional PaliGemma, Florence-2's 3-D attention, fused
+// attention ops). Each model must explain its PyTorch reference case like the tiny fixtures do (same
+// tolerances as reference.test.ts) and generate PyTorch's greedy tokens; a fused-attention twin is held to
+// the reference of the model it was fused from (MANIFEST.json `reference_of`: the same weights).
 import '@dexar/adapter-florence2';
 import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { ExplainRows } from '@dexar/core/adapter';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +24,9 @@ import { expectSinglePassAndStepwiseMatch } from './reference-check.js';
 
 const zoo = `${repoRoot}fixtures/zoo`;
 const zooModels = readdirSync(`${zoo}/models`).sort();
+const manifest = JSON.parse(readFileSync(`${zoo}/MANIFEST.json`, 'utf8')) as {
+  models: Record<string, { reference_of?: string }>;
+};
 
 interface ZooCase extends ReferenceCase {
   /** Keys step n sees (its gradient row's length). */
@@ -47,7 +51,7 @@ function croppedRows(rows: ExplainRows, c: ZooCase): number[] {
 }
 
 describe.each(zooModels)('zoo model %s', (model) => {
-  const c = referenceCases(model, `${zoo}/references`)[0] as ZooCase;
+  const c = referenceCases(manifest.models[model]?.reference_of ?? model, `${zoo}/references`)[0] as ZooCase;
   let explainer: Explainer;
   beforeAll(async () => {
     explainer = await Explainer.open({

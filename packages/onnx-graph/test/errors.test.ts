@@ -127,19 +127,35 @@ describe('malformed inputs give typed, one-line errors', () => {
     );
   });
 
-  it('fused attention is refused, naming the node', () => {
+  it('a fused attention op that is not expanded is refused, naming the node', () => {
+    const m = readModel(decoderBytes());
+    m.graph.addNode({
+      name: '/model/layers.0/self_attn/DecoderMaskedMultiHeadAttention',
+      opType: 'DecoderMaskedMultiHeadAttention',
+      domain: 'com.microsoft',
+      input: ['inputs_embeds'],
+      output: ['dmmha_out'],
+    });
+    expectError(
+      () => buildExplainGraph(m, { layers: [0], compat: 'official', attention: 'self' }),
+      UnsupportedModelError,
+      /DecoderMaskedMultiHeadAttention.*eager attention/,
+    );
+  });
+
+  it('a fused attention node without heads is refused, naming the node', () => {
     const m = readModel(decoderBytes());
     m.graph.addNode({
       name: '/model/layers.0/self_attn/GroupQueryAttention',
       opType: 'GroupQueryAttention',
       domain: 'com.microsoft',
-      input: ['inputs_embeds'],
+      input: ['inputs_embeds', 'inputs_embeds', 'inputs_embeds', '', '', 'attention_mask', 'attention_mask'],
       output: ['gqa_out'],
     });
     expectError(
-      () => findDecoderHooks(m, { attention: 'self' }),
+      () => buildExplainGraph(m, { layers: [0], compat: 'official', attention: 'self' }),
       UnsupportedModelError,
-      /GroupQueryAttention.*eager attention/,
+      /GroupQueryAttention node \/model\/layers.0\/self_attn\/GroupQueryAttention has 0 query heads/,
     );
   });
 

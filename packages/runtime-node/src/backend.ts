@@ -1,6 +1,7 @@
 import { DexarError } from '@dexar/core';
 import {
   type Backend,
+  castFeeds,
   inputShapesFromMetadata,
   type ModelFolder,
   type Session,
@@ -76,11 +77,16 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
           ...(sessionOptions.weightsOnce ? { extra: { session: { disable_prepacking: '1' } } } : {}),
         });
+        const inputTypes = Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : '']));
+        const float16 = (bits: Uint16Array, dims: readonly number[]) => new ort.Tensor('float16', bits, dims);
         return {
           inputNames: session.inputNames,
           outputNames: session.outputNames,
           inputShapes: inputShapesFromMetadata(session.inputMetadata),
-          run: (feeds) => session.run(feeds as Record<string, ort.Tensor>) as Promise<Record<string, TypedTensor>>,
+          run: (feeds) =>
+            session.run(castFeeds(feeds, inputTypes, float16) as Record<string, ort.Tensor>) as Promise<
+              Record<string, TypedTensor>
+            >,
           release: () => session.release(),
         };
       } catch (error) {

@@ -1,6 +1,7 @@
 import { DexarError } from '@dexar/core';
 import {
   type Backend,
+  castFeeds,
   inputShapesFromMetadata,
   type ModelFolder,
   type Session,
@@ -148,11 +149,16 @@ export async function webBackend(options: WebBackendOptions = {}): Promise<WebBa
         throw loadError(folder, path, again);
       }
     }
+    const inputTypes = Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : '']));
+    const float16 = (bits: Uint16Array, dims: readonly number[]) => new ort.Tensor('float16', bits, dims);
     return {
       inputNames: session.inputNames,
       outputNames: session.outputNames,
       inputShapes: inputShapesFromMetadata(session.inputMetadata),
-      run: (feeds) => session.run(feeds as Record<string, Ort.Tensor>) as Promise<Record<string, TypedTensor>>,
+      run: (feeds) =>
+        session.run(castFeeds(feeds, inputTypes, float16) as Record<string, Ort.Tensor>) as Promise<
+          Record<string, TypedTensor>
+        >,
       release: () => session.release(),
     };
   };

@@ -3,8 +3,10 @@ import { buildGradient } from '../autodiff/gradient.js';
 import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
+import { expandFusedAttention, isExpandable, restoreFusedAttention } from '../graph/fused-attention.js';
 import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, specializeIf } from '../graph/passes.js';
-import { type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
+import { validateGraph } from '../graph/validate.js';
+import { assertUnfusedAttention, type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
 import { DataType, type NodeProto } from '../proto/types.js';
@@ -73,6 +75,11 @@ export interface ExplainGraph {
   outputs: { attentionRows: string; gradientRows: string; logitLens: string; positionLens?: string };
   /** The layers in output order (axis 1 of the outputs). */
   layers: number[];
+  /**
+   * Where the signals were found. A layer whose attention was a fused op, expanded to find it, has
+   * its probabilities in the explain graph only when the layer is explained (the others keep the
+   * fused op).
+   */
   hooks: DecoderHooks;
 }
 
@@ -150,8 +157,17 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
 
 /** The explain graph of a decoder without control flow (`model` is modified in place). */
 function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): ExplainGraph {
+  // fused attention: expanded to find the layers, kept fused in the layers not explained
+  assertUnfusedAttention(model, isExpandable);
+  validateGraph(model);
+  const expansions = expandFusedAttention(model);
   const hooks = findDecoderHooks(model, { attention: options?.attention });
   validate(options, hooks.layers.length);
+  const explained = new Set(options.layers.map((l) => hooks.layers[l]?.softmaxNode));
+  restoreFusedAttention(
+    model,
+    expansions.filter((e) => !explained.has(e.softmaxNode)),
+  );
   const g = model.graph;
   for (const name of [...Object.values(EXPLAIN_INPUTS), ...Object.values(EXPLAIN_OUTPUTS), POSITION_LENS_OUTPUT]) {
     if (g.hasTensor(name)) {

@@ -480,7 +480,10 @@ export class ShapeInference {
         { type: x.type, shape: x.shape },
       ];
     }
-    if (op === 'Einsum' || op === 'If' || op === 'Loop' || op === 'Scan') return [];
+    if (op === 'RotaryEmbedding') return [{ type: x.type, shape: x.shape }];
+    if (op === 'MultiHeadAttention' || op === 'GroupQueryAttention' || op === 'Attention') {
+      return fusedAttentionShapes(n, (k) => inp(k), domain === 'com.microsoft');
+    }
     return [];
   }
 
@@ -810,4 +813,64 @@ function matmulShape(a: Dim[] | undefined, b: Dim[] | undefined, unify: (x: Dim,
 export function describeInfo(info: TensorInfo): string {
   const shape = info.shape ? `[${info.shape.map((d) => (d === null ? '?' : d)).join(', ')}]` : '(unknown shape)';
   return `${dataTypeName(info.type)} ${shape}`;
+}
+
+/**
+ * Outputs of the fused attention ops (graph/fused-attention.ts lists their inputs): the attention
+ * output `[B, S, heads·value size]` (4-D `[B, heads, S, value size]` for a 4-D ONNX Attention) and
+ * the present keys and values `[B, kv heads, P + L, size]` (com.microsoft:Attention: both stacked,
+ * `[2, B, heads, P + L, size]`).
+ */
+function fusedAttentionShapes(n: NodeProto, inp: (k: number) => TensorInfo, contrib: boolean): TensorInfo[] {
+  const op = n.opType ?? '';
+  const heads = attrInt(n, contrib ? 'num_heads' : 'q_num_heads', 0);
+  const query = inp(0);
+  const type = query.type;
+  const [B, S] = [query.shape?.[0] ?? null, query.shape?.[1] ?? null];
+  const size = (d: Dim | undefined, by: number): Dim => (d === undefined ? null : dimDiv(d, by));
+  if (op === 'Attention' && contrib) {
+    // input [B, S, Din] times weights [Din, Dq + Dk + Dv]; past [2, B, N, P, H]
+    const sizes = attrInts(n, 'qkv_hidden_sizes');
+    const total = inp(1).shape?.[1];
+    const dv = sizes ? (sizes[2] ?? null) : size(total, 3);
+    const past = inp(4).shape?.[3] ?? 0;
+    return [
+      { type, shape: [B, S, dv] },
+      { type, shape: [2, B, heads, dimAdd(past, S), size(dv ?? undefined, heads)] },
+    ];
+  }
+  if (!contrib && query.shape?.length === 4) {
+    const [k, v, pastKey] = [inp(1).shape, inp(2).shape, inp(4).shape];
+    const total = dimAdd(pastKey?.[2] ?? 0, k?.[2] ?? null);
+    return [
+      { type, shape: [B, query.shape[1] ?? null, query.shape[2] ?? null, v?.[3] ?? null] },
+      { type, shape: [k?.[0] ?? null, k?.[1] ?? null, total, k?.[3] ?? null] },
+      { type, shape: [v?.[0] ?? null, v?.[1] ?? null, total, v?.[3] ?? null] },
+    ];
+  }
+  const kvHeads = op === 'MultiHeadAttention' ? heads : attrInt(n, 'kv_num_heads', heads);
+  const packed = !n.input?.[1];
+  const [pastKey] = [inp(op === 'MultiHeadAttention' ? 6 : contrib ? 3 : 4).shape];
+  const key = inp(1).shape;
+  const value = inp(2).shape;
+  const keySize =
+    query.shape?.length === 5
+      ? (query.shape[4] ?? null)
+      : packed
+        ? size(query.shape?.[2], heads + 2 * kvHeads)
+        : key?.length === 4
+          ? (key[3] ?? null)
+          : size(key?.[2], kvHeads);
+  const valueWidth = packed
+    ? dimMul(keySize, heads)
+    : value?.length === 4
+      ? dimMul(value[3] ?? null, heads)
+      : dimMul(size(value?.[2], kvHeads), heads);
+  const newKeys = packed ? S : key?.length === 4 ? (key[2] ?? null) : (key?.[1] ?? null);
+  const total = dimAdd(pastKey?.[2] ?? 0, newKeys);
+  return [
+    { type, shape: [B, S, valueWidth] },
+    { type, shape: [B, kvHeads, total, keySize] },
+    { type, shape: [B, kvHeads, total, value?.length === 4 ? (value[3] ?? null) : keySize] },
+  ];
 }

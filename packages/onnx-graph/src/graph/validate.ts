@@ -54,6 +54,11 @@ const ARITY: ReadonlyMap<string, readonly [number, number]> = new Map([
   ...arity('SkipLayerNormalization', 3, 5),
   ...arity('SkipSimplifiedLayerNormalization', 3, 4),
   ...arity('MatMulInteger', 2, 4),
+  // fused attention (graph/fused-attention.ts expands the first three; RotaryEmbedding runs as it is)
+  ...arity('MultiHeadAttention', 1, 10),
+  ...arity('GroupQueryAttention', 7, 16),
+  ...arity('Attention', 2, 7),
+  ...arity('RotaryEmbedding', 3, 4),
   ...arity('Concat Sum Mean Max Min Einsum Scan', 1, ANY),
   ...arity('Loop', 2, ANY),
 ]);

@@ -100,12 +100,16 @@ const PASS_THROUGH = new Set(['Cast', 'Identity', 'Dropout']);
 /** Elementwise ops between the Q·K MatMul and the Softmax (scaling, masking, soft-capping). */
 const SCORE_OPS = new Set(['Add', 'Sub', 'Mul', 'Div', 'Where', 'Cast', 'Tanh', 'Clip', 'Identity', 'Max', 'Min']);
 
-/** Refuses graphs this package cannot see attention probabilities in. */
-export function assertUnfusedAttention(model: OnnxModel): void {
+/**
+ * Refuses graphs this package cannot see attention probabilities in; `expandable` names the fused nodes
+ * the caller expands first (graph/fused-attention.ts).
+ */
+export function assertUnfusedAttention(model: OnnxModel, expandable: (node: NodeProto) => boolean = () => false): void {
   for (const n of model.graph.nodes) {
     const domain = n.domain ?? '';
     if (
       FUSED_ATTENTION.has(n.opType ?? '') &&
+      !expandable(n) &&
       (domain === 'com.microsoft' || (domain === '' && n.opType === 'Attention'))
     ) {
       throw new UnsupportedModelError(

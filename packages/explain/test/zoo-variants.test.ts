@@ -1,0 +1,263 @@
+// Variants of the export zoo (tools/fixtures/generate.py --zoo --variants; docs/supported-exports.md).
+//
+// Fused-attention twins: a zoo decoder rewritten with ONNX Runtime's fused attention ops explains to 1e-4 of
+// the eager model it was fused from (maps, token weights, raw rows), generates its tokens, and its explain
+// graph expands only the attention of the layers it explains.
+//
+// fp16: the folder's `_fp16` graphs explain against a PyTorch reference computed in float32 on the weights
+// the fp16 files store; the raw rows are held to a bound derived from half-precision arithmetic (below), and
+// the maps' agreement with the fp32 model is reported.
+import '@dexar/adapter-florence2';
+import '@dexar/adapter-llava';
+import '@dexar/adapter-paligemma';
+import { readFileSync } from 'node:fs';
+import type { Explanation } from '@dexar/core';
+import { buildExplainGraph, DataType, type OnnxModel, readModel, ShapeInference } from '@dexar/onnx-graph';
+import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  caseImage,
+  expectMatchesReference,
+  maxAbs,
+  type ReferenceCase,
+  referenceCases,
+  referenceSettings,
+  repoRoot,
+} from '../../adapter-kit/test/reference-cases.js';
+import { Explainer } from '../src/index.js';
+
+const zoo = `${repoRoot}fixtures/zoo`;
+interface ManifestModel {
+  family: string;
+  reference_of?: string;
+  variants?: Record<string, { greedy_ids: number[] }>;
+}
+const manifest = JSON.parse(readFileSync(`${zoo}/MANIFEST.json`, 'utf8')) as { models: Record<string, ManifestModel> };
+const entries = Object.entries(manifest.models);
+const fusedTwins = entries.flatMap(([name, m]) => (m.reference_of ? [[name, m.reference_of] as const] : []));
+const fp16Models = entries.flatMap(([name, m]) => (m.variants?.fp16 ? [name] : []));
+
+const open = async (model: string, variant: 'fp32' | 'fp16' = 'fp32') =>
+  Explainer.open({
+    backend: nodeBackend({ threads: 1 }),
+    folder: await openModelFolder(`${zoo}/models/${model}`, variant),
+  });
+
+/** An explanation in the reference's field names, so `expectMatchesReference` holds one explanation to another. */
+const asReference = (e: Explanation) => ({
+  per_token_heatmaps: e.perTokenHeatmaps,
+  per_token_heatmaps_unfiltered: e.perTokenHeatmapsUnfiltered,
+  token_weights: e.tokenWeights,
+  sentence_heatmap: e.sentenceHeatmap,
+  sentence_heatmap_unfiltered: e.sentenceHeatmapUnfiltered,
+});
+
+const rawOf = (e: Explanation) => {
+  if (!e.raw) throw new Error('returnRaw was set but the explanation has no raw rows');
+  return e.raw;
+};
+
+const FUSED_OPS = new Set(['MultiHeadAttention', 'GroupQueryAttention', 'Attention']);
+const fusedNodes = (m: OnnxModel) => m.graph.nodes.filter((n) => FUSED_OPS.has(n.opType ?? '')).length;
+
+describe.each(fusedTwins)('fused twin %s of %s', (fused, twin) => {
+  const c = referenceCases(twin, `${zoo}/references`)[0] as ReferenceCase;
+  let fusedExplainer: Explainer;
+  let twinExplainer: Explainer;
+  beforeAll(async () => {
+    [fusedExplainer, twinExplainer] = await Promise.all([open(fused), open(twin)]);
+  });
+  afterAll(() => Promise.all([fusedExplainer?.release(), twinExplainer?.release()]));
+
+  it.each(referenceSettings)('%s, layerIndex %i: within 1e-4 of the eager twin', async (compat, layerIndex) => {
+    const image = await caseImage(c);
+    const request = { prompt: c.prompt, targetIds: c.target_ids, compat, layerIndex, returnRaw: true };
+    const [got, want] = await Promise.all([
+      fusedExplainer.explain(image, request),
+      twinExplainer.explain(image, request),
+    ]);
+    expectMatchesReference(got, asReference(want));
+    for (const rows of ['gradientRows', 'attentionRows'] as const) {
+      expect(maxAbs(rawOf(got)[rows].flat(3), rawOf(want)[rows].flat(3)), rows).toBeLessThan(1e-4);
+    }
+  });
+
+  it("generates the twin's tokens", async () => {
+    const image = await caseImage(c);
+    const request = { prompt: c.prompt, maxNewTokens: 5 };
+    const [got, want] = await Promise.all([
+      fusedExplainer.generate(image, request),
+      twinExplainer.generate(image, request),
+    ]);
+    expect(got.tokenIds).toEqual(want.tokenIds);
+  });
+
+  it('its explain graph expands the fused attention of the explained layers only', () => {
+    const decoder = readModel(readFileSync(`${zoo}/models/${fused}/onnx/decoder_model_merged.onnx`));
+    const attention = manifest.models[fused]?.family === 'florence2' ? 'cross' : 'self';
+    const build = (layers: number[]) => buildExplainGraph(decoder, { layers, compat: 'official', attention });
+    const L = build([0]).hooks.layers.length;
+    expect(fusedNodes(build([L - 1]).model)).toBe(fusedNodes(decoder) - 1);
+    expect(fusedNodes(build(Array.from({ length: L }, (_, l) => l)).model)).toBe(fusedNodes(decoder) - L);
+  });
+});
+
+/**
+ * The tolerance of the fp16 rows, derived from half-precision arithmetic. ONNX Runtime's float16 kernels
+ * compute in float32 and round each result once (measured on its CPU MatMul and reductions:
+ * docs/supported-exports.md), so every node with a float16 output is one rounding, relative error at most
+ * u = 2^-11. An output depends on the roundings along its dependency chains; with n the longest chain (the
+ * input conversion, the vision encoder, the decoder's forward and the explain graph's backward, counted on
+ * the graphs) and the rounding errors independent and of mean zero, the compounded relative error is at
+ * most γ̃_n(λ) = exp(λ·√n·u + n·u²/(1 − u)) − 1 with probability at least 1 − 2·exp(−λ²(1 − u)²/2)
+ * (Higham & Mary, "A new approach to probabilistic rounding error analysis", SIAM J. Sci. Comput. 41(5),
+ * 2019, Theorem 2.4). λ = 5 (probability 1 − 7.5e-6); the model assumes no operation amplifies relative
+ * errors (condition numbers at most 1). Tolerance: γ̃_n(5) · max|reference|.
+ */
+const U = 2 ** -11;
+const LAMBDA = 5;
+const gammaTilde = (n: number) => Math.exp(LAMBDA * Math.sqrt(n) * U + (n * U * U) / (1 - U)) - 1;
+
+/** Longest chain of float16 roundings ending at each tensor, from the given depths of the graph inputs. */
+function roundingDepths(model: OnnxModel, inputs: Record<string, number>): Map<string, number> {
+  const shapes = new ShapeInference(model.graph, model.opsetVersion() ?? 17);
+  const depth = new Map(Object.entries(inputs));
+  for (const n of model.graph.topologicalOrder()) {
+    const before = Math.max(0, ...(n.input ?? []).map((i) => depth.get(i) ?? 0));
+    for (const o of n.output ?? []) {
+      if (o) depth.set(o, before + (shapes.type(o) === DataType.FLOAT16 ? 1 : 0));
+    }
+  }
+  return depth;
+}
+
+const graph = (model: string, file: string) => readModel(readFileSync(`${zoo}/models/${model}/onnx/${file}_fp16.onnx`));
+
+/** n for the explain graph's gradient and attention rows of the fp16 decoder (the pixels' conversion counts 1). */
+function roundingChains(model: string, family: string): { gradientRows: number; attentionRows: number } {
+  const vision = roundingDepths(graph(model, 'vision_encoder'), { pixel_values: 1 }).get('image_features') ?? 0;
+  const embeds = roundingDepths(graph(model, 'embed_tokens'), {}).get('inputs_embeds') ?? 0;
+  // a float16 output read as float32 and fed again is not rounded again (binary16 values are float32 values)
+  const decoderInputs: Record<string, number> =
+    family === 'florence2'
+      ? {
+          encoder_hidden_states:
+            roundingDepths(graph(model, 'encoder_model'), { inputs_embeds: Math.max(vision, embeds) }).get(
+              'last_hidden_state',
+            ) ?? 0,
+          inputs_embeds: embeds,
+        }
+      : { inputs_embeds: Math.max(vision, embeds) };
+  const decoder = graph(model, 'decoder_model_merged');
+  const attention = family === 'florence2' ? 'cross' : 'self';
+  const L = buildExplainGraph(decoder, { layers: [0], compat: 'official', attention }).hooks.layers.length;
+  const ex = buildExplainGraph(decoder, {
+    layers: Array.from({ length: L }, (_, l) => l),
+    compat: 'official',
+    attention,
+  });
+  const depths = roundingDepths(ex.model, decoderInputs);
+  return {
+    gradientRows: depths.get(ex.outputs.gradientRows) ?? 0,
+    attentionRows: depths.get(ex.outputs.attentionRows) ?? 0,
+  };
+}
+
+/** Spearman rank correlation of two maps (average ranks for ties). */
+function rankCorrelation(a: number[], b: number[]): number {
+  const ranks = (v: number[]) => {
+    const order = v.map((x, i) => [x, i] as const).sort((p, q) => p[0] - q[0]);
+    const r = new Array<number>(v.length);
+    for (let i = 0; i < order.length; ) {
+      let j = i;
+      while (j + 1 < order.length && order[j + 1]?.[0] === order[i]?.[0]) j++;
+      for (let k = i; k <= j; k++) r[order[k]?.[1] as number] = (i + j) / 2;
+      i = j + 1;
+    }
+    return r;
+  };
+  const [ra, rb] = [ranks(a), ranks(b)];
+  const mean = (v: number[]) => v.reduce((s, x) => s + x, 0) / v.length;
+  const [ma, mb] = [mean(ra), mean(rb)];
+  let [sab, saa, sbb] = [0, 0, 0];
+  ra.forEach((x, i) => {
+    const y = rb[i] as number;
+    sab += (x - ma) * (y - mb);
+    saa += (x - ma) ** 2;
+    sbb += (y - mb) ** 2;
+  });
+  return saa === 0 || sbb === 0 ? (saa === sbb ? 1 : 0) : sab / Math.sqrt(saa * sbb);
+}
+
+const argmax = (v: number[]) => v.reduce((best, x, i) => (x > (v[best] as number) ? i : best), 0);
+
+describe.each(fp16Models)('%s, fp16 variant', (model) => {
+  const family = manifest.models[model]?.family ?? '';
+  const half = referenceCases('fp16', `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
+  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
+  let explainer: Explainer;
+  beforeAll(async () => {
+    explainer = await open(model, 'fp16');
+  });
+  afterAll(() => explainer?.release());
+
+  it('official, layerIndex 0: gradient and attention rows within the derived fp16 bound of the fp16-weights reference', async () => {
+    const image = await caseImage(half);
+    const request = {
+      prompt: half.prompt,
+      targetIds: half.target_ids,
+      compat: 'official',
+      layerIndex: 0,
+      returnRaw: true,
+    } as const;
+    const raw = rawOf(await explainer.explain(image, request));
+    const chains = roundingChains(model, family);
+    for (const [rows, ref, n] of [
+      ['gradientRows', half.raw.grad_rows, chains.gradientRows],
+      ['attentionRows', half.raw.attn_rows, chains.attentionRows],
+    ] as const) {
+      const want = ref.flat(3);
+      const tolerance = gammaTilde(n) * Math.max(...want.map(Math.abs));
+      const error = maxAbs(raw[rows].flat(3), want);
+      console.log(
+        `${model} fp16 ${rows}: max abs error ${error.toExponential(2)}, bound ${tolerance.toExponential(2)} (n = ${n} roundings, γ̃_n(5) = ${gammaTilde(n).toExponential(2)})`,
+      );
+      expect(error, rows).toBeLessThan(tolerance);
+    }
+  });
+
+  it.each(referenceSettings)(
+    '%s, layerIndex %i: every token map points where the fp16-weights reference points (agreement with fp32 reported)',
+    async (compat, layerIndex) => {
+      const image = await caseImage(half);
+      const got = await explainer.explain(image, {
+        prompt: half.prompt,
+        targetIds: half.target_ids,
+        compat,
+        layerIndex,
+      });
+      const key = `layer_index_${layerIndex}`;
+      const pointingShare: Record<string, number> = {};
+      for (const [label, ref] of [
+        ['fp16-weights reference', half.results[compat][key]],
+        ['fp32 model', full.results[compat][key]],
+      ] as const) {
+        const maps = ref?.per_token_heatmaps ?? [];
+        const correlations = maps.map((m, n) => rankCorrelation(got.perTokenHeatmaps[n]?.flat() ?? [], m.flat()));
+        const pointing = maps.filter(
+          (m, n) => argmax(got.perTokenHeatmaps[n]?.flat() ?? []) === argmax(m.flat()),
+        ).length;
+        console.log(
+          `${model} fp16 ${compat} ${layerIndex} vs ${label}: per-token map rank correlation min ${Math.min(...correlations).toFixed(4)}, pointing agreement ${pointing}/${maps.length}`,
+        );
+        pointingShare[label] = pointing / maps.length;
+      }
+      expect(pointingShare['fp16-weights reference']).toBe(1);
+    },
+  );
+
+  it('generates the greedy tokens of the fp16 weights', async () => {
+    const generation = await explainer.generate(await caseImage(half), { prompt: half.prompt, maxNewTokens: 5 });
+    expect(generation.tokenIds).toEqual(half.greedy_ids);
+  });
+});

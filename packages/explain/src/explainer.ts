@@ -153,12 +153,6 @@ export class Explainer {
       }
     }
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
-    const graphOptions = { layers, compat: options.compat, positionLens: r.positionLens };
-    // given targets, the graph is built on this thread while ONNX Runtime encodes the image (a
-    // generated answer needs the plain decoder first)
-    const given = r.target !== undefined || r.targetIds !== undefined;
-    const opening = given ? this.explainGraph(graphOptions) : undefined;
-    opening?.catch(() => undefined); // awaited below, unless preparing the input fails first
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
     if (r.target === undefined && r.targetIds === undefined) {
@@ -166,7 +160,7 @@ export class Explainer {
     }
     const targetIds = await this.targetOf(input, r);
     this.checkLength(input.promptIds.length, targetIds.length, 'the target');
-    const graph = await (opening ?? this.explainGraph(graphOptions));
+    const graph = await this.explainGraph({ layers, compat: options.compat, positionLens: r.positionLens });
     const runOptions = { compat: options.compat, perToken: !graph.answerCallIsCausal };
     this.onProgress?.({ stage: 'explain', done: 0, total: r.strategy === 'single' ? 1 : targetIds.length });
     const rows =
@@ -209,11 +203,9 @@ export class Explainer {
     const r = parse(StreamRequestSchema, request);
     const options = parseOptions({ layerIndex: r.layerIndex, topK: r.topK, compat: r.compat });
     const layers = layersUsed(options.layerIndex, this.model.numLayers);
-    const opening = this.explainGraph({ layers, compat: options.compat, positionLens: false, greedyTargets: true });
-    opening.catch(() => undefined); // awaited below, unless preparing the input fails first
     this.onProgress?.({ stage: 'prepare' });
     const input = await this.model.prepare(image, r.prompt);
-    const graph = await opening;
+    const graph = await this.explainGraph({ layers, compat: options.compat, positionLens: false, greedyTargets: true });
     let aggregation: Aggregation | undefined;
     const tokenIds: number[] = [];
     const steps: StreamedRows[] = []; // kept for the raw rows only

@@ -33,7 +33,7 @@ export abstract class WebModelFolder implements ModelFolder {
   }
 
   fileName(path: string): string {
-    return this.sourcePath(path).slice(this.sourcePath(path).lastIndexOf('/') + 1);
+    return this.sourcePath(path).split('/').at(-1) ?? path;
   }
 
   protected abstract sourceExists(path: string): Promise<boolean>;

@@ -11,18 +11,18 @@ import {
 import {
   buildExplainGraph,
   explainCacheKeyFromDigest,
-  isSealedExplainGraph,
+  explainGraphRecord,
   OnnxGraphError,
   type OnnxModel,
   readModel,
-  referenceWeightsIn,
+  readModelStructure,
   sealExplainGraph,
   toNumber,
   writeModel,
 } from '@dexar/onnx-graph';
 import { z } from 'zod';
 
-/** What an explain graph is built for (with the decoder's digest, its cache key). */
+/** What an explain graph is built for (with the decoder's structure, its cache key). */
 export interface ExplainGraphOptions {
   /** Absolute decoder layers whose rows it returns, ascending. */
   layers: number[];
@@ -36,9 +36,39 @@ export interface ExplainGraphOptions {
 /** SHA-256 of a graph file, streamed where the folder can (a decoder may be gigabytes). */
 export async function graphDigest(folder: ModelFolder, path: string): Promise<Uint8Array> {
   if (folder.sha256) return folder.sha256(path);
-  const bytes = await folder.readBytes(path);
+  return sha256(await folder.readBytes(path));
+}
+
+/** A decoder graph without its weights: what explain graphs are built from and keyed by. */
+export interface DecoderStructure {
+  /** The decoder's ModelProto, its weights of 4 KiB or more external data in the decoder file itself. */
+  bytes: Uint8Array;
+  /** SHA-256 of `bytes`: the nodes, the small constants and where each weight lies. */
+  digest: Uint8Array;
+}
+
+/**
+ * The decoder's structure, read in ranges where the folder can (a 487 MB decoder: 0.7 MB read),
+ * else picked out of the whole file (see `readModelStructure`).
+ */
+export async function readDecoderStructure(folder: ModelFolder, path: string): Promise<DecoderStructure> {
+  const readRange = folder.readRange?.bind(folder);
+  const read = readRange
+    ? (offset: number, length: number) => readRange(path, offset, length)
+    : await folder
+        .readBytes(path)
+        .then((whole) => async (offset: number, length: number) => whole.subarray(offset, offset + length));
+  const { bytes } = await readModelStructure(read, folder.fileName(path)).catch((error: unknown) => {
+    throw asDexarError(folder, path, error);
+  });
+  return { bytes, digest: await sha256(bytes) };
+}
+
+async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
 }
+
+const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
 /** An opened explain graph and what was learnt about it. */
 export interface OpenedExplainGraph {
@@ -52,7 +82,7 @@ export interface OpenedExplainGraph {
 /**
  * The explain graph's session: cached as `<decoder>.dexar-<key>.onnx` (beside the decoder, so
  * external weights resolve; the folder decides where when it is read-only), keyed by the
- * decoder's digest and the options and sealed with that key and its digest. A cache file that is
+ * decoder's structure and the options and sealed with that key and its digest. A cache file that is
  * missing, unreadable, not sealed for this key (a foreign graph, one built with other options) or
  * changed since is rebuilt and written; nothing unsealed is ever loaded. Whether its answer call
  * is causal is probed once and remembered beside it (`<graph>.json`).
@@ -61,13 +91,13 @@ export async function openExplainGraph(o: {
   backend: Backend;
   folder: ModelFolder;
   model: FamilyModel;
-  /** `graphDigest` of the model's decoder. */
-  digest: Uint8Array;
+  /** `readDecoderStructure` of the model's decoder. */
+  structure: DecoderStructure;
   options: ExplainGraphOptions;
   onProgress?: ProgressCallback;
 }): Promise<OpenedExplainGraph> {
   const { folder, model, onProgress } = o;
-  const key = await explainCacheKeyFromDigest(o.digest, { ...o.options, attention: model.decoder.attention });
+  const key = await explainCacheKeyFromDigest(o.structure.digest, { ...o.options, attention: model.decoder.attention });
   const path = model.decoder.path.replace(/\.onnx$/, `.dexar-${key}.onnx`);
   const session = await explainGraphSession(o, key, path);
   // a greedy graph runs one new token per call, and takes no targets to probe with
@@ -82,16 +112,22 @@ export async function openExplainGraph(o: {
   return { session, key, path, answerCallIsCausal };
 }
 
-/** The sealed cache file's session, or a freshly built, sealed and written graph's. */
+/**
+ * The sealed cache file's session, or a freshly built, sealed and written graph's. A graph built
+ * from the decoder's structure references its weights in place; where ONNX Runtime refuses that,
+ * the weights go inside, and the cached graph is trusted only while the decoder hashes the same.
+ */
 async function explainGraphSession(
   o: Parameters<typeof openExplainGraph>[0],
   key: string,
   path: string,
 ): Promise<Session> {
   const { backend, folder, model, options, onProgress } = o;
+  const decoderPath = model.decoder.path;
   if (await folder.exists(path)) {
     const bytes = await folder.readBytes(path).catch(() => undefined);
-    if (bytes && (await isSealedExplainGraph(bytes, key))) {
+    const record = bytes && (await explainGraphRecord(bytes, key));
+    if (record && (!record.weights || record.weights === hex(await graphDigest(folder, decoderPath)))) {
       onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
       const cached = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
       if (cached) return checkedSession(model, cached, path);
@@ -102,36 +138,32 @@ async function explainGraphSession(
     stage: 'load',
     detail: `building the explain graph for layers ${layers[0]}-${layers.at(-1)} (${compat}${positionLens ? ', position lens' : ''})`,
   });
-  const decoder = await folder.readBytes(model.decoder.path);
-  const build = async (referenced: boolean): Promise<Uint8Array> => {
+  const build = (bytes: Uint8Array): Uint8Array => {
     try {
-      const source = readModel(decoder);
+      const source = readModel(bytes);
       // the config's layer count and cache shape against the graph, before anything is built on them
-      model.checkDecoder(declaredInputs(source), model.decoder.path);
-      // the graph sits beside the decoder and reads its weights there: nothing is copied or re-parsed
-      if (referenced) referenceWeightsIn(source, decoder, folder.fileName(model.decoder.path));
-      const graph = buildExplainGraph(source, { ...options, attention: model.decoder.attention });
-      return await sealExplainGraph(writeModel(graph.model), key);
+      model.checkDecoder(declaredInputs(source), decoderPath);
+      return writeModel(buildExplainGraph(source, { ...options, attention: model.decoder.attention }).model);
     } catch (error) {
-      // onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line
-      if (error instanceof OnnxGraphError) {
-        throw new DexarError('unsupported-graph', `${folder.location}/${model.decoder.path}: ${error.message}`, {
-          cause: error,
-        });
-      }
-      throw error;
+      throw asDexarError(folder, decoderPath, error);
     }
   };
-  await folder.writeBytes(path, await build(true));
-  let session = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
-  if (!session) {
-    // ONNX Runtime reads external data only from the graph's own directory, links resolved: a
-    // decoder that lies elsewhere (a linked file, the user cache's mirror of a read-only folder)
-    // lends nothing, and the weights go inside
-    await folder.writeBytes(path, await build(false));
-    session = await backend.createSession(folder, path, { weightsOnce: true });
-  }
-  return checkedSession(model, session, path);
+  await folder.writeBytes(path, await sealExplainGraph(build(o.structure.bytes), key));
+  const referencing = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
+  if (referencing) return checkedSession(model, referencing, path);
+  // ONNX Runtime reads external data only from the graph's own directory, links resolved: a
+  // decoder that lies elsewhere (a linked file, the user cache's mirror of a read-only folder)
+  // lends nothing, and the weights go inside
+  const decoder = await folder.readBytes(decoderPath);
+  const weights = hex(await sha256(decoder));
+  await folder.writeBytes(path, await sealExplainGraph(build(decoder), key, weights));
+  return checkedSession(model, await backend.createSession(folder, path, { weightsOnce: true }), path);
+}
+
+/** onnx-graph's errors name the graph problem; as DexarErrors they reach the CLI as one line. */
+function asDexarError(folder: ModelFolder, path: string, error: unknown): unknown {
+  if (!(error instanceof OnnxGraphError)) return error;
+  return new DexarError('unsupported-graph', `${folder.location}/${path}: ${error.message}`, { cause: error });
 }
 
 /** The explain graph's session once its inputs pass the family's check (a cached graph may predate an edited config). */

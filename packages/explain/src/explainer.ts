@@ -14,7 +14,13 @@ import {
 import type { ExplainRows, FamilyModel, ModelAdapter, ProgressCallback, StreamedRows } from '@dexar/core/adapter';
 import type { Backend, ModelFolder, Session, TypedTensor } from '@dexar/core/runtime';
 import type { z } from 'zod';
-import { type ExplainGraphOptions, graphDigest, type OpenedExplainGraph, openExplainGraph } from './explain-graph.js';
+import {
+  type DecoderStructure,
+  type ExplainGraphOptions,
+  type OpenedExplainGraph,
+  openExplainGraph,
+  readDecoderStructure,
+} from './explain-graph.js';
 import { openFamilyModel } from './family.js';
 import {
   type ExplainRequest,
@@ -299,22 +305,22 @@ export class Explainer {
     return ids;
   }
 
-  /** SHA-256 of the decoder graph, computed once; the bytes themselves are not kept. */
-  private decoderDigest?: Promise<Uint8Array>;
+  /** The decoder's structure (its weights stay in the file), read once. */
+  private decoderStructure?: Promise<DecoderStructure>;
 
   /** The explain graph's session for these options, built once and opened alone (see the class). */
   private explainGraph(options: ExplainGraphOptions): Promise<OpenedExplainGraph> {
     const id = `${options.layers.join(',')}|${options.compat}|${options.positionLens}|${options.greedyTargets ?? false}`;
     let graph = this.explainGraphs.get(id);
     if (!graph) {
-      this.decoderDigest ??= graphDigest(this.folder, this.model.decoder.path);
+      this.decoderStructure ??= readDecoderStructure(this.folder, this.model.decoder.path);
       const released = [this.releaseExplainGraphs(id), this.model.releaseDecoder()];
-      graph = Promise.all([this.decoderDigest, ...released]).then(([digest]) =>
+      graph = Promise.all([this.decoderStructure, ...released]).then(([structure]) =>
         openExplainGraph({
           backend: this.backend,
           folder: this.folder,
           model: this.model,
-          digest,
+          structure,
           options,
           ...(this.onProgress ? { onProgress: this.onProgress } : {}),
         }),

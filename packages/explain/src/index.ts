@@ -1,4 +1,10 @@
-export { type ExplainGraphOptions, graphDigest, openExplainGraph } from './explain-graph.js';
+export {
+  type DecoderStructure,
+  type ExplainGraphOptions,
+  graphDigest,
+  openExplainGraph,
+  readDecoderStructure,
+} from './explain-graph.js';
 export {
   Explainer,
   type Generation,

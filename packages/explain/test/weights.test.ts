@@ -1,10 +1,11 @@
 import '@dexar/adapter-llava';
-import { cp, mkdir, mkdtemp, readFile, rename, stat, symlink } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rename, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Explanation } from '@dexar/core';
-import { type Backend, variantPath } from '@dexar/core/runtime';
-import { externalDataInfo, isExternal, readModel } from '@dexar/onnx-graph';
+import type { ProgressEvent } from '@dexar/core/adapter';
+import { type Backend, type ModelFolder, variantPath } from '@dexar/core/runtime';
+import { externalDataInfo, isExternal, readModel, type TensorProto } from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { describe, expect, it } from 'vitest';
 import { caseImage, modelDir, referenceCases } from '../../adapter-kit/test/reference-cases.js';
@@ -41,6 +42,36 @@ function countingBackend(): { backend: Backend; mostOpen: () => number } {
   };
   return { backend, mostOpen: () => most };
 }
+
+/**
+ * Scales one large weight of the decoder file in place (same size, same layout): the largest
+ * MatMul weight of the middle layer, by 1.5.
+ */
+async function editWeightInPlace(model: string): Promise<void> {
+  const file = join(model, DECODER);
+  const bytes = new Uint8Array(await readFile(file));
+  const decoder = readModel(bytes);
+  const largest = (decoder.graph.proto.initializer ?? [])
+    .filter((t): t is TensorProto & { rawData: Uint8Array } => (t.rawData?.byteLength ?? 0) >= 4096 && t.dataType === 1)
+    .sort((a, b) => b.rawData.byteLength - a.rawData.byteLength)[1];
+  if (!largest) throw new Error('no large float weight to edit');
+  const view = new DataView(bytes.buffer, bytes.byteOffset + largest.rawData.byteOffset, largest.rawData.byteLength);
+  for (let i = 0; i < view.byteLength; i += 4) view.setFloat32(i, view.getFloat32(i, true) * 1.5, true);
+  await writeFile(file, bytes);
+}
+
+/** The folder, counting the times the decoder file is read whole. */
+function countingFolder(folder: ModelFolder): { folder: ModelFolder; decoderReadWhole: () => number } {
+  let whole = 0;
+  const counted: ModelFolder = Object.create(folder);
+  counted.readBytes = async (path) => {
+    if (path === DECODER) whole++;
+    return folder.readBytes(path);
+  };
+  return { folder: counted, decoderReadWhole: () => whole };
+}
+
+const fromCache = (events: ProgressEvent[]) => events.some((e) => e.detail?.startsWith('explain graph from cache'));
 
 const c = referenceCases('llava-tiny')[0];
 const maps = (e: Explanation) => ({ sentence: e.sentenceHeatmap, perToken: e.perTokenHeatmaps, w: e.tokenWeights });
@@ -96,6 +127,54 @@ describe('weights held once', () => {
       expect(graphBytes > decoderBytes).toBe(model === linked);
     }
     expect(maps(results[1] as Explanation)).toEqual(maps(results[0] as Explanation));
+  });
+
+  it('builds and keys the explain graph without reading the decoder whole (its structure is read in ranges)', async () => {
+    const model = await modelCopy();
+    const { folder, decoderReadWhole } = countingFolder(await openModelFolder(model));
+    const explainer = await Explainer.open({ backend: nodeBackend({ threads: 1 }), folder });
+    await explainer.prepare();
+    await explainer.prepare({ compat: 'paper' });
+    await explainer.release();
+    expect(decoderReadWhole()).toBe(0);
+  });
+
+  it('keeps a graph that references the weights when they change in place, and rebuilds one that holds copies', async () => {
+    const image = await caseImage(c);
+    const request = { prompt: c.prompt, targetIds: c.target_ids };
+    const run = async (model: string) => {
+      const events: ProgressEvent[] = [];
+      const explainer = await Explainer.open({
+        backend: nodeBackend({ threads: 1 }),
+        folder: await openModelFolder(model),
+        onProgress: (e) => events.push(e),
+      });
+      const result = maps(await explainer.explain(image, request));
+      await explainer.release();
+      return { result, cached: fromCache(events) };
+    };
+    const plain = await modelCopy();
+    const linked = await modelCopy();
+    await mkdir(join(linked, 'elsewhere'));
+    await rename(join(linked, DECODER), join(linked, 'elsewhere/decoder.onnx'));
+    await symlink(join(linked, 'elsewhere/decoder.onnx'), join(linked, DECODER));
+    const before = await run(plain);
+    expect((await run(linked)).result).toEqual(before.result);
+
+    await editWeightInPlace(plain);
+    await editWeightInPlace(linked); // written through the link: the file elsewhere changes
+    const edited = await modelCopy();
+    await editWeightInPlace(edited);
+    const expected = await run(edited); // built for the edited weights
+    expect(expected.cached).toBe(false);
+    expect(expected.result).not.toEqual(before.result);
+    const referencing = await run(plain);
+    expect(referencing.cached).toBe(true);
+    expect(referencing.result).toEqual(expected.result);
+    const holding = await run(linked);
+    expect(holding.cached).toBe(false);
+    expect(holding.result).toEqual(expected.result);
+    expect((await run(linked)).cached).toBe(true);
   });
 
   it('opens one decoder session at a time across generation, teacher-forced and streamed explanation', async () => {

@@ -1,6 +1,7 @@
 /**
- * The record a cached explain graph carries: its cache key (the decoder's digest and the options)
- * and the SHA-256 of the model bytes before the record, appended as the model's last
+ * The record a cached explain graph carries: its cache key (the decoder's structure and the
+ * options), the SHA-256 of the model bytes before the record and, for a graph that holds copies
+ * of the decoder's weights, the decoder file's SHA-256, appended as the model's last
  * `metadata_props` entry (protobuf merges fields in any order, so ONNX Runtime reads the file as
  * usual). A file at the cache name is trusted only when its record names the wanted key and its
  * bytes hash to the recorded digest: a foreign graph, a graph built with other options planted
@@ -15,6 +16,11 @@ const LENGTH_DELIMITED = 2;
 interface CacheRecord {
   key: string;
   sha256: string;
+  /**
+   * The decoder file's SHA-256 where the graph holds copies of its weights: such a graph is stale
+   * once they change. A graph that references them in place reads what they hold when it runs.
+   */
+  weights?: string;
 }
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -22,9 +28,12 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** The model bytes followed by their record: what `openExplainGraph` writes to the cache. */
-export async function sealExplainGraph(model: Uint8Array, key: string): Promise<Uint8Array> {
-  const record: CacheRecord = { key, sha256: await sha256Hex(model) };
+/**
+ * The model bytes followed by their record: what `openExplainGraph` writes to the cache.
+ * `weights`: the decoder file's SHA-256 (hex), for a graph that holds copies of its weights.
+ */
+export async function sealExplainGraph(model: Uint8Array, key: string, weights?: string): Promise<Uint8Array> {
+  const record: CacheRecord = { key, sha256: await sha256Hex(model), ...(weights ? { weights } : {}) };
   const entry = protobuf.Writer.create()
     .uint32((METADATA_PROPS << 3) | LENGTH_DELIMITED)
     .fork()
@@ -64,14 +73,22 @@ function trailingRecord(bytes: Uint8Array): { start: number; record: Partial<Cac
   return last;
 }
 
-/** Whether `bytes` are an explain graph dexar wrote for `key`, whole and unchanged. */
-export async function isSealedExplainGraph(bytes: Uint8Array, key: string): Promise<boolean> {
+/**
+ * The record of `bytes` when they are an explain graph dexar wrote for `key`, whole and unchanged;
+ * `undefined` otherwise.
+ */
+export async function explainGraphRecord(
+  bytes: Uint8Array,
+  key: string,
+): Promise<Pick<CacheRecord, 'weights'> | undefined> {
   let found: ReturnType<typeof trailingRecord>;
   try {
     found = trailingRecord(bytes);
   } catch {
-    return false; // not a protobuf message, or a truncated one
+    return undefined; // not a protobuf message, or a truncated one
   }
-  if (!found || found.record.key !== key) return false;
-  return found.record.sha256 === (await sha256Hex(bytes.subarray(0, found.start)));
+  if (!found || found.record.key !== key) return undefined;
+  if (found.record.sha256 !== (await sha256Hex(bytes.subarray(0, found.start)))) return undefined;
+  const { weights } = found.record;
+  return typeof weights === 'string' ? { weights } : {};
 }

@@ -6,7 +6,7 @@
 
 export { buildGradient, type GradientRequest } from './autodiff/gradient.js';
 export { ruleFor, supportedOps, VJP_RULES, type VjpContext, type VjpRule } from './autodiff/rules.js';
-export { isSealedExplainGraph, sealExplainGraph } from './cache-record.js';
+export { explainGraphRecord, sealExplainGraph } from './cache-record.js';
 export {
   AutodiffError,
   ExternalDataError,
@@ -71,7 +71,6 @@ export {
   normalizeExternalLocation,
   OnnxModel,
   readModel,
-  referenceWeightsIn,
   writeModel,
 } from './model.js';
 export { toNumber, toNumbers } from './proto/int64.js';
@@ -87,3 +86,4 @@ export type {
   ValueInfoProto,
 } from './proto/types.js';
 export { AttributeType, DataType } from './proto/types.js';
+export { type ModelStructure, type ReadRange, readModelStructure } from './proto/weights-in-place.js';

@@ -4,7 +4,7 @@ import { checkUniqueDefinitions } from './graph/validate.js';
 import { decodeModelProto, encodeModelProto } from './proto/codec.js';
 import { toNumber } from './proto/int64.js';
 import { externalDataInfo, isExternal } from './proto/tensor.js';
-import type { GraphProto, ModelProto, TensorProto } from './proto/types.js';
+import type { ModelProto, TensorProto } from './proto/types.js';
 
 /** An ONNX model in memory: the decoded ModelProto and a graph view over its main graph. */
 export class OnnxModel {
@@ -163,42 +163,6 @@ function validateReferences(model: OnnxModel): void {
       );
     }
   }
-}
-
-/** Weights smaller than this stay in the graph: shape constants are read while building. */
-const MIN_REFERENCED_BYTES = 4096;
-
-/**
- * Points the model's embedded weights back at the file they were decoded from: each initializer
- * (in every graph, subgraphs included) whose raw bytes are a view of `source` becomes an
- * external-data tensor at `location` with that view's offset and length. A graph derived from it
- * is then written without copying the weights, and ONNX Runtime maps them from the source file
- * instead of parsing them out of a second copy (docs/architecture.md, "Weights held once").
- * Returns how many bytes now live in `location`.
- */
-export function referenceWeightsIn(model: OnnxModel, source: Uint8Array, location: string): number {
-  let referenced = 0;
-  const visit = (g: GraphProto) => {
-    for (const t of g.initializer ?? []) {
-      const raw = t.rawData;
-      if (!raw || raw.byteLength < MIN_REFERENCED_BYTES || raw.buffer !== source.buffer) continue;
-      const offset = raw.byteOffset - source.byteOffset;
-      if (offset < 0 || offset + raw.byteLength > source.byteLength) continue;
-      t.externalData = [
-        { key: 'location', value: location },
-        { key: 'offset', value: String(offset) },
-        { key: 'length', value: String(raw.byteLength) },
-      ];
-      t.dataLocation = 1;
-      delete t.rawData;
-      referenced += raw.byteLength;
-    }
-    for (const n of g.node ?? []) {
-      for (const a of n.attribute ?? []) for (const sub of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) visit(sub);
-    }
-  };
-  visit(model.graph.proto);
-  return referenced;
 }
 
 /** Encodes a model to bytes. */

@@ -371,6 +371,24 @@ describe('explain graph on a generated Llama decoder (grouped-query attention)',
 describe('explain graph structure', () => {
   const llava = readModel(readFileSync(fixtureFile('llava-tiny', 'decoder_model_merged.onnx')));
 
+  it("splits a greedy graph on the past: with one, the backward pass reads the forward pass's rows instead of re-running the layer tails", () => {
+    const layers = [0, 1, 2, 3];
+    const greedy = buildExplainGraph(llava, { layers, compat: 'official', attention: 'self', greedyTargets: true });
+    const split = greedy.model.graph.nodes.find((n) => n.opType === 'If');
+    const branch = (name: string) =>
+      split?.attribute?.find((a) => a.name === name)?.g?.node?.filter((n) => n.name?.includes('dexar/layer')) ?? [];
+    const products = (nodes: NodeProto[]) => nodes.filter((n) => n.opType === 'MatMul' || n.opType === 'Gemm').length;
+    const withPast = branch('then_branch');
+    const withoutPast = branch('else_branch');
+    // per layer the tail's forward products (attention x values, output projection, MLP) are gone; its backward ones stay
+    expect(products(withPast)).toBeGreaterThan(0);
+    expect(products(withoutPast) - products(withPast)).toBeGreaterThanOrEqual(3 * layers.length);
+    // a teacher-forced graph keeps one graph: its calls hold many positions
+    expect(
+      buildExplainGraph(llava, { layers, compat: 'official', attention: 'self' }).model.graph.nodes,
+    ).not.toContainEqual(expect.objectContaining({ opType: 'If' }));
+  });
+
   it('never multiplies by the full LM head: the weight is only gathered at the target rows', () => {
     const ex = buildExplainGraph(llava, { layers: [0, 1, 2, 3], compat: 'official', attention: 'self' });
     const weight = ex.hooks.lmHead.weight;

@@ -7,6 +7,7 @@ import {
   type Session,
   type SessionOptions,
   type TypedTensor,
+  WEIGHTS_ONCE_CONFIG,
 } from '@dexar/core/runtime';
 import * as ort from 'onnxruntime-node';
 import { checkRegularFile } from './files.js';
@@ -75,7 +76,7 @@ export function nodeBackend(options: NodeBackendOptions = {}): Backend {
           executionProviders: [executionProvider],
           graphOptimizationLevel: 'all',
           ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
-          ...(sessionOptions.weightsOnce ? { extra: { session: { disable_prepacking: '1' } } } : {}),
+          ...(sessionOptions.weightsOnce ? { extra: WEIGHTS_ONCE_CONFIG } : {}),
         });
         const inputTypes = Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : '']));
         const float16 = (bits: Uint16Array, dims: readonly number[]) => new ort.Tensor('float16', bits, dims);

@@ -66,20 +66,25 @@ function checkStats(file: string, info: Stats, limit: ReadLimit): void {
 }
 
 /**
- * Reads a regular file within the limit. It is opened non-blocking and checked again after
- * opening, so a path swapped for a FIFO or a device in between is refused too, and no more than
- * the size it had when opened is read.
+ * Reads a regular file within the limit, or `range` of it (fewer bytes past its end). It is opened
+ * non-blocking and checked again after opening, so a path swapped for a FIFO or a device in
+ * between is refused too, and no more than the size it had when opened is read.
  */
-export async function readRegularFile(file: string, limit: ReadLimit): Promise<Uint8Array> {
+export async function readRegularFile(
+  file: string,
+  limit: ReadLimit,
+  range?: { offset: number; length: number },
+): Promise<Uint8Array> {
   await checkRegularFile(file, limit);
   const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const info = await handle.stat();
     checkStats(file, info, limit);
-    const bytes = new Uint8Array(info.size);
+    const start = Math.min(range?.offset ?? 0, info.size);
+    const bytes = new Uint8Array(range ? Math.min(range.length, info.size - start) : info.size);
     let filled = 0;
     while (filled < bytes.length) {
-      const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, filled);
+      const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, start + filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }

@@ -64,10 +64,18 @@ export class NodeModelFolder implements ModelFolder {
       : { maxBytes: FILE_LIMITS.modelText, what: 'model file' };
   }
 
-  async readBytes(path: string): Promise<Uint8Array> {
+  readBytes(path: string): Promise<Uint8Array> {
+    return this.read(path);
+  }
+
+  readRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+    return this.read(path, { offset, length });
+  }
+
+  private async read(path: string, range?: { offset: number; length: number }): Promise<Uint8Array> {
     const file = this.filePath(path);
     try {
-      return await readRegularFile(file, NodeModelFolder.limitOf(path));
+      return await readRegularFile(file, NodeModelFolder.limitOf(path), range);
     } catch (error) {
       if (error instanceof DexarError) throw error;
       throw new DexarError(

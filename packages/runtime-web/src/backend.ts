@@ -7,6 +7,7 @@ import {
   type Session,
   type SessionOptions,
   type TypedTensor,
+  WEIGHTS_ONCE_CONFIG,
 } from '@dexar/core/runtime';
 import type * as Ort from 'onnxruntime-web';
 import { WebModelFolder } from './folder.js';
@@ -134,7 +135,7 @@ export async function webBackend(options: WebBackendOptions = {}): Promise<WebBa
         executionProviders: providers,
         graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
         ...(externalData.length ? { externalData } : {}),
-        ...(sessionOptions.weightsOnce ? { extra: { session: { disable_prepacking: '1' } } } : {}),
+        ...(sessionOptions.weightsOnce ? { extra: WEIGHTS_ONCE_CONFIG } : {}),
       });
     let session: Ort.InferenceSession;
     try {

@@ -7,7 +7,7 @@
 import { DexarError, type DexarOptions, layersUsed } from '@dexar/core';
 import type { ExplainRows, FamilyModel, ModelAdapter, PreparedInput, ProgressCallback } from '@dexar/core/adapter';
 import type { Backend, ModelFolder } from '@dexar/core/runtime';
-import { graphDigest, openExplainGraph, openFamilyModel } from '@dexar/explain';
+import { graphDigest, openExplainGraph, openFamilyModel, readDecoderStructure } from '@dexar/explain';
 import { explainCacheKeyFromDigest } from '@dexar/onnx-graph';
 
 export interface EvalModel {
@@ -50,7 +50,7 @@ export async function openEvalModel(options: {
     backend,
     folder,
     model,
-    digest,
+    structure: await readDecoderStructure(folder, model.decoder.path),
     options: { layers, compat: dexar.compat, positionLens },
     ...(onProgress ? { onProgress } : {}),
   });

@@ -4,7 +4,7 @@ import { HookNotFoundError, InvalidOptionsError, UnsupportedModelError } from '.
 import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
 import { expandFusedAttention, isExpandable, restoreFusedAttention } from '../graph/fused-attention.js';
-import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, specializeIf } from '../graph/passes.js';
+import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, pruneUnread, specializeIf } from '../graph/passes.js';
 import { validateGraph } from '../graph/validate.js';
 import { assertUnfusedAttention, type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
@@ -40,6 +40,12 @@ export const POSITION_LENS_OUTPUT = EXPLAIN_GRAPH.positionLens;
  * Florence-2's cross keys computed from the encoder states), the with-past one after a cache.
  */
 export { USE_CACHE_BRANCH };
+
+/**
+ * The explain graph's own condition for that If: the past is non-empty. A greedy (streaming) graph
+ * of an unmerged decoder is split on it too, its with-past branch reading forward rows.
+ */
+const WITH_PAST = 'dexar_with_past';
 
 /** Symbolic size of the target axis in the explain graph's inputs and outputs. */
 export const TARGET_AXIS = 'dexar_num_targets';
@@ -126,37 +132,47 @@ function validate(options: ExplainOptions, layerCount: number): void {
  */
 export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): ExplainGraph {
   const merged = source.graph.nodes.some((n) => n.opType === 'If' && n.input?.[0] === USE_CACHE_BRANCH);
-  if (!merged) return explainPlainDecoder(readModel(writeModel(source)), options);
   // the condition generation feeds, computed from the cache: past_key_values.*: [B, kv, past, d]
   const past = source.graph.inputs.find((v) => v.name?.startsWith('past_key_values.'))?.name;
-  if (!past) {
+  if (merged && !past) {
     throw new UnsupportedModelError(
       `the decoder merges its branches with an If on ${USE_CACHE_BRANCH} but has no past_key_values.* input to tell them apart`,
     );
   }
+  // a streamed call with the past runs one new position, so its forward rows are the whole
+  // tensors: a greedy graph reads them in a branch of its own (see `explainPlainDecoder`)
+  const splitOnPast = merged || (options.greedyTargets === true && past !== undefined);
+  if (!splitOnPast || !past) return explainPlainDecoder(readModel(writeModel(source)), options, false);
   const branch = (withPast: boolean) => {
     const model = readModel(writeModel(source));
-    specializeIf(model, USE_CACHE_BRANCH, withPast);
-    return explainPlainDecoder(model, options);
+    if (merged) specializeIf(model, USE_CACHE_BRANCH, withPast);
+    return explainPlainDecoder(model, options, withPast && options.greedyTargets === true);
   };
   const withPast = branch(true);
   const withoutPast = branch(false);
   const shared = new Set((source.graph.proto.initializer ?? []).map((t) => t.name ?? ''));
-  const model = mergeUnderIf(withPast.model, withoutPast.model, USE_CACHE_BRANCH, shared);
-  const b = new GraphBuilder(model, { prefix: 'dexar/use_cache_branch' });
+  const model = mergeUnderIf(withPast.model, withoutPast.model, WITH_PAST, shared);
+  const b = new GraphBuilder(model, { prefix: 'dexar/with_past' });
   const pastLength = b.op('Gather', [b.shapeOf(past), b.int64s([2])], { axis: 0 });
   b.model.graph.addNode({
-    name: b.model.graph.uniqueNodeName('dexar/use_cache_branch/Greater'),
+    name: b.model.graph.uniqueNodeName('dexar/with_past/Greater'),
     opType: 'Greater',
     input: [pastLength, b.int64s([0])],
-    output: [USE_CACHE_BRANCH],
+    output: [WITH_PAST],
   });
   model.graph.sortTopologically();
   return { ...withPast, model };
 }
 
-/** The explain graph of a decoder without control flow (`model` is modified in place). */
-function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): ExplainGraph {
+/**
+ * The explain graph of a decoder without control flow (`model` is modified in place). With
+ * `forwardRows`, the backward pass reads the forward pass's values at the query rows instead of
+ * re-running each layer's tail on them (`RowCloner.readForwardRows`): that saves the tails' matrix
+ * products, but ONNX Runtime then keeps those values over the whole sequence alive until the
+ * backward pass (+280 MiB on llava-scale-1024's teacher-forced pass), so it is taken only where a
+ * call has a single position (docs/architecture.md, "Weights held once").
+ */
+function explainPlainDecoder(model: OnnxModel, options: ExplainOptions, forwardRows: boolean): ExplainGraph {
   // fused attention: expanded to find the layers, kept fused in the layers not explained
   assertUnfusedAttention(model, isExpandable);
   validateGraph(model);
@@ -327,6 +343,7 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): Explain
     const loss = lb.reduce('ReduceSum', z, undefined, false);
     const grads = buildGradient(lb, { output: loss, wrt: [rows] });
     const grad = grads.get(rows) as string;
+    if (forwardRows) cloner.readForwardRows();
 
     const heads = shape[rank - 3];
     const layout = (t: string) => {
@@ -379,6 +396,10 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions): Explain
   addGraphOutput(model, EXPLAIN_OUTPUTS.logitLens, DataType.FLOAT, [TARGET_AXIS, used]);
   if (options.positionLens) {
     addGraphOutput(model, POSITION_LENS_OUTPUT, DataType.FLOAT, [TARGET_AXIS, used, positionSym]);
+  }
+  if (forwardRows) {
+    pruneUnread(g);
+    g.sortTopologically();
   }
   model.proto.producerName = model.proto.producerName ? `${model.proto.producerName} + dexar` : 'dexar';
   return {

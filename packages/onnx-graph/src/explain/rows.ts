@@ -27,6 +27,8 @@ export class RowCloner {
   private readonly prefix: string;
   private readonly shared: Set<string>;
   private readonly map = new Map<string, string>();
+  /** [original, clone] of every output of the cloned nodes. */
+  private readonly clonedOutputs: [string, string][] = [];
   private readonly what: string;
 
   constructor(
@@ -68,6 +70,7 @@ export class RowCloner {
       if (!o) return '';
       const name = g.uniqueTensorName(`${this.prefix}${o.startsWith('/') ? '' : '/'}${o}`);
       this.map.set(o, name);
+      this.clonedOutputs.push([o, name]);
       return name;
     });
     const copy: NodeProto = {
@@ -80,6 +83,28 @@ export class RowCloner {
     if (n.domain) copy.domain = n.domain;
     g.addNode(copy);
     this.b.shapes.run([copy]);
+  }
+
+  /**
+   * Has every reader of a cloned floating-point tensor that carries the query axis read the forward
+   * pass's own tensor at the query rows instead. The piece is row-wise, so its re-run computes
+   * exactly those rows again: once the gradient is built (it needs the clone's structure, not its
+   * values), the clone's forward nodes are left unread and `pruneUnread` drops them, and the
+   * explanation costs the backward pass alone (the forward pass's matrix products are not redone).
+   */
+  readForwardRows(): void {
+    const g = this.b.model.graph;
+    const rows = new Map<string, string>();
+    for (const [original, clone] of this.clonedOutputs) {
+      const info = this.b.info(original);
+      if (!info.shape || (info.type !== undefined && !isFloatType(info.type))) continue;
+      const axes = this.positionAxes(info.shape);
+      if (axes.length === 1) rows.set(clone, this.gather(original, axes[0] as number));
+    }
+    for (const n of g.nodes) {
+      if (n.input?.some((i) => rows.has(i))) n.input = n.input.map((i) => rows.get(i) ?? i);
+    }
+    g.invalidate();
   }
 
   private positionAxes(shape: readonly Dim[]): number[] {

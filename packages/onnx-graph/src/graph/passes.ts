@@ -160,6 +160,18 @@ export function replaceNode(
   g.sortTopologically();
 }
 
+/** Drops the nodes nothing reads (no consumer, no graph output among their outputs), until none is left. */
+export function pruneUnread(graph: Graph): void {
+  const outputs = new Set(graph.outputs.map((o) => o.name));
+  for (;;) {
+    const unread = graph.nodes.filter((n) =>
+      (n.output ?? []).every((o) => !o || (!outputs.has(o) && graph.consumers(o).length === 0)),
+    );
+    if (unread.length === 0) return;
+    graph.removeNodes(unread);
+  }
+}
+
 /**
  * Makes the consumers of `from` read `to` instead (graph outputs keep their names). Nodes in
  * `except` (e.g. the node computing `to` from `from`) keep reading `from`.
@@ -255,7 +267,7 @@ export function mergeUnderIf(
       initializer: (then.graph.proto.initializer ?? []).filter((t) => shared.has(t.name ?? '')),
       node: [
         {
-          name: 'dexar/use_cache_branch',
+          name: 'dexar/with_past',
           opType: 'If',
           input: [condition],
           output: then.graph.outputs.map((v) => v.name ?? ''),

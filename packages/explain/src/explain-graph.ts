@@ -48,7 +48,7 @@ export interface DecoderStructure {
 }
 
 /**
- * The decoder's structure, read in ranges where the folder can (a 487 MB decoder: 0.7 MB read),
+ * The decoder's structure, read in ranges where the folder can (paligemma-scale's 487 MB decoder: 4 MB read, in 0.05 s),
  * else picked out of the whole file (see `readModelStructure`).
  */
 export async function readDecoderStructure(folder: ModelFolder, path: string): Promise<DecoderStructure> {

@@ -10,6 +10,10 @@ export class HttpError extends DexarError {
   ) {
     super(code, message);
   }
+  /** A prototype check: DexarError's brand would take every DexarError for one. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(HttpError, value);
+  }
 }
 
 /** The HTTP status of an error: 4xx for what the client can fix, 503 when busy, 500 for faults only. */

@@ -153,7 +153,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     } catch (error) {
       if (res.headersSent || res.destroyed) return;
       const status = httpStatus(error);
-      if (status >= 500) process.stderr.write(`dexar: error: ${(error as Error)?.stack ?? String(error)}\n`);
+      if (status === 500) process.stderr.write(`dexar: error: ${(error as Error)?.stack ?? String(error)}\n`);
       json(res, status, errorBody(error), error instanceof HttpError ? { ...error.headers } : {});
     }
   });

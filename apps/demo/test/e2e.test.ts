@@ -208,7 +208,7 @@ describe('the interface served by dexar serve, the model in Node', () => {
 
   explainTests(ctx);
 
-  it('shows a token's map after explaining again (the screenshot in apps/cli/README.md)', async () => {
+  it('shows a token map after explaining again (the screenshot in apps/cli/README.md)', async () => {
     const { page } = ctx;
     await page.click('#explain');
     await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 90_000 });

@@ -80,13 +80,14 @@ export async function serveMain(argv: string[]): Promise<number> {
     }
     await loadAdapters(shared.adapters, HELP);
     const folder = resolve(shared.model ?? builtin.model);
-    const progress: ServeOptions['progress'] = {};
+    // loading progress goes to stderr; afterwards each request's goes to its stream (the server routes it)
     const loading = stderrProgress(!values.quiet);
+    const progress: ServeOptions['progress'] = { current: loading };
     const explainer = await openExplainer({
       model: folder,
       ...(shared.variant ? { variant: shared.variant } : {}),
       ...shared.backend,
-      onProgress: (event) => (progress.current ?? loading)(event),
+      onProgress: (event) => progress.current?.(event),
     });
     const server = await startServer({
       model: explainer,
@@ -105,6 +106,7 @@ export async function serveMain(argv: string[]): Promise<number> {
       throw error;
     });
     loading({ stage: 'load', detail: 'ready' });
+    progress.current = undefined;
     process.stdout.write(
       `dexar serve: ${server.url} (${basename(folder)}: ${explainer.model.family}, ${explainer.model.numLayers} layers, onnxruntime-node)\n`,
     );

@@ -4,12 +4,12 @@
 // resident set (VmHWM, VmRSS from /proc, tools/bench/peak-resident.ts) after the first 10 requests
 // and after all of them: a server that kept something per request would grow between the two.
 // `pnpm bench` runs it; test/serve-load.test.ts asserts on the same run's figures.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { residentOf } from '../../../tools/bench/peak-resident.js';
+import { startServeProcess } from '../test/serve-process.js';
 
 const root = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const prompt = 'USER: <image>\nDescribe the image. ASSISTANT:';
@@ -25,26 +25,6 @@ export interface LoadFigures {
   /** The server's resident set (bytes) after the first `early` requests and after all. */
   early: { after: number; peak: number; current: number };
   end: { peak: number; current: number };
-}
-
-/** `dexar serve` on a copy of the built-in model; its URL once it listens. */
-async function startServer(work: string): Promise<{ child: ChildProcess; url: string }> {
-  const model = join(work, 'shapes-llava');
-  cpSync(join(root, 'models/shapes-llava'), model, { recursive: true, filter: (src) => !/\.dexar-/.test(src) });
-  const child = spawn(
-    process.execPath,
-    [join(root, 'apps/cli/bin/dexar.js'), 'serve', '--model', model, '--port', '0', '--quiet'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return new Promise((ok, fail) => {
-    let out = '';
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const url = /http:\/\/127\.0\.0\.1:\d+\//.exec(out)?.[0];
-      if (url) ok({ child, url });
-    });
-    child.once('exit', (code) => fail(new Error(`dexar serve exited with ${code} before listening`)));
-  });
 }
 
 /** The i-th request of the mix: explanations as JSON, streamed explanations, and generations. */
@@ -67,7 +47,9 @@ async function request(url: string, i: number, image: Blob): Promise<string | un
 
 export async function serveLoad(requests = 50, clients = 8, early = 10): Promise<LoadFigures> {
   const work = mkdtempSync(join(tmpdir(), 'dexar-serve-load-'));
-  const { child, url } = await startServer(work);
+  const model = join(work, 'shapes-llava');
+  cpSync(join(root, 'models/shapes-llava'), model, { recursive: true, filter: (src) => !/\.dexar-/.test(src) });
+  const { child, url } = await startServeProcess(model);
   try {
     const pid = child.pid as number;
     const image = new Blob([readFileSync(join(root, 'examples/shapes/example.png'))]);

@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { DexarError, type Explanation } from '@dexar/core';
 import { methodFor, withMethod } from '@dexar/eval';
 import type { StreamEvent } from '@dexar/explain';
@@ -6,11 +5,11 @@ import { readRegularFile } from '@dexar/runtime-node';
 import { loadAdapters } from './adapters.js';
 import {
   integer,
-  joinNegativeValues,
   MAX_TEXT_CHARS,
   type OptionSpec,
   oneOf,
   optionHelp,
+  parseCommandLine,
   reportFailure,
   SHARED_OPTIONS,
   sharedValues,
@@ -104,12 +103,7 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'serve') return serveMain(argv.slice(1));
   let debug = argv.includes('--debug');
   try {
-    const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv, OPTIONS),
-      options: OPTIONS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseCommandLine(argv, OPTIONS);
     debug = values.debug ?? false;
     const command = positionals[0];
     if (values.help || command === undefined) {

@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServeProcess } from '../../cli/test/serve-process.js';
 import { repoRoot } from '../scripts/assets.js';
 import { type Browser, launchChromium } from '../scripts/browser.js';
 import { distDir, type StaticServer, serve } from '../scripts/serve.js';
@@ -157,34 +158,13 @@ describe('the demo in headless Chromium', () => {
   requestsTest(ctx);
 });
 
-/** `dexar serve` on a copy of the built-in model (its graph cache stays out of the repository); resolves with its URL. */
-function startServer(work: string): Promise<{ child: ChildProcess; url: string }> {
-  const model = copyModel(manifest.source, work);
-  const child = spawn(
-    process.execPath,
-    [join(repoRoot, 'apps/cli/bin/dexar.js'), 'serve', '--model', model, '--port', '0', '--quiet'],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const url = /http:\/\/127\.0\.0\.1:\d+\//.exec(out)?.[0];
-      if (url) resolve({ child, url });
-    });
-    child.once('exit', (code) => reject(new Error(`dexar serve exited with ${code} before listening`)));
-  });
-}
-
 describe('the interface served by dexar serve, the model in Node', () => {
   const ctx = {} as Context;
   let server: { child: ChildProcess; url: string };
   const work = mkdtempSync(join(tmpdir(), 'dexar-served-'));
   beforeAll(async () => {
     Object.assign(ctx, await context('served-'));
-    server = await startServer(work);
+    server = await startServeProcess(copyModel(manifest.source, work));
   });
   afterAll(async () => {
     await ctx.page?.close();

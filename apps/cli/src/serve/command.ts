@@ -1,11 +1,10 @@
 import { basename, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadAdapters } from '../adapters.js';
 import {
   integer,
-  joinNegativeValues,
   type OptionSpec,
   optionHelp,
+  parseCommandLine,
   reportFailure,
   SHARED_OPTIONS,
   sharedValues,
@@ -55,12 +54,7 @@ ${optionHelp(OPTIONS)}`;
 export async function serveMain(argv: string[]): Promise<number> {
   let debugging = argv.includes('--debug');
   try {
-    const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv, OPTIONS),
-      options: OPTIONS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseCommandLine(argv, OPTIONS);
     debugging = values.debug ?? false;
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);

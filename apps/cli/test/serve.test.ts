@@ -8,7 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RgbaImage } from '@dexar/core';
-import type { Explainer, GenerateRequest } from '@dexar/explain';
+import type { Explainer, GenerateRequest, StreamRequest } from '@dexar/explain';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pngHeader, webpHeader } from '../../../packages/core/test/helpers/image-headers.js';
 import { loadImage, openExplainer } from '../src/library.js';
@@ -298,11 +298,22 @@ describe('dexar serve: the queue', () => {
     const gate = new Promise<void>((resolve) => {
       open = resolve;
     });
-    const state = { started: 0 };
+    const state = { started: 0, streamed: 0, streamEnded: false };
     const model: ServeOptions['model'] = {
       model: explainer.model,
       explain: explainer.explain.bind(explainer),
-      stream: explainer.stream.bind(explainer),
+      // a stream holds after its first token until the gate opens
+      stream: async function* (image: RgbaImage, request: StreamRequest) {
+        try {
+          for await (const event of explainer.stream(image, request)) {
+            state.streamed++;
+            yield event;
+            if (state.streamed === 1) await gate;
+          }
+        } finally {
+          state.streamEnded = true;
+        }
+      },
       generate: async (image: RgbaImage, request: GenerateRequest) => {
         state.started++;
         await gate;
@@ -358,6 +369,33 @@ describe('dexar serve: the queue', () => {
       expect((await running).status).toBe(200);
       await until(server.url, (h) => !h.running);
       expect(state.started).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('stops a running stream at its next token when its client disconnects', async () => {
+    const { model, open, state } = gated();
+    const server = await serve(model, 4);
+    let closed = 0;
+    server.server.on('connection', (socket) => socket.on('close', () => closed++));
+    try {
+      const gone = new AbortController();
+      const response = await fetch(new URL('api/explain', server.url), {
+        method: 'POST',
+        body: upload(JSON.stringify({ prompt })),
+        headers: { Accept: 'text/event-stream' },
+        signal: gone.signal,
+      });
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      let text = '';
+      while (!text.includes('event: token')) text += new TextDecoder().decode((await reader.read()).value);
+      gone.abort();
+      while (closed === 0) await new Promise((resolve) => setTimeout(resolve, 10)); // the server saw it go
+      open();
+      await until(server.url, (h) => !h.running);
+      expect(state.streamEnded).toBe(true);
+      expect(state.streamed).toBe(2); // the token it was computing when the gate opened, and no more
     } finally {
       await server.close();
     }

@@ -14,7 +14,7 @@ export interface MethodRequest extends ExplainRequest {
  * the raw rows of the same explain run (their raw rows kept only with `returnRaw`).
  */
 export async function* explainMethod(
-  explainer: Explainer,
+  explainer: Pick<Explainer, 'explain' | 'stream'>,
   image: RgbaImage,
   { method = 'dexar', ...request }: MethodRequest,
 ): AsyncGenerator<StreamEvent> {

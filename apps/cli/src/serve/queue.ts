@@ -13,6 +13,8 @@ interface Job {
 export class WorkQueue {
   private readonly waiting: Job[] = [];
   private running = false;
+  /** The running job, settled when it ends. */
+  private current: Promise<void> = Promise.resolve();
   /** Mean seconds of the last jobs (an exponential average), for Retry-After. */
   private meanSeconds = 1;
 
@@ -49,7 +51,7 @@ export class WorkQueue {
           signal.removeEventListener('abort', onAbort);
           this.running = true;
           const t0 = performance.now();
-          work()
+          this.current = work()
             .then(resolve, reject)
             .finally(() => {
               this.meanSeconds = 0.8 * this.meanSeconds + 0.2 * ((performance.now() - t0) / 1000);
@@ -67,6 +69,12 @@ export class WorkQueue {
       this.waiting.push(job);
       this.next();
     });
+  }
+
+  /** Drops the waiting requests; resolves when the running one has finished. */
+  async close(): Promise<void> {
+    for (const job of [...this.waiting]) job.cancel();
+    await this.current;
   }
 
   private next(): void {

@@ -95,7 +95,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       progress.current = events ? (event) => stream.progress(event) : undefined;
       try {
         const decoded = await loadImage(image);
-        for await (const event of explainMethod(model as Explainer, decoded, request)) {
+        for await (const event of explainMethod(model, decoded, request)) {
           if (signal.aborted) return; // leaving the loop ends the model's stream: a gone client stops its work
           if (event.kind === 'result' && !events) json(res, 200, event.explanation);
           else if (events) stream.send(event);
@@ -174,11 +174,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     url: `http://${host}:${port}/`,
     server,
     queue,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    // the running request finishes before the caller releases the model under it; the waiting ones are dropped
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await Promise.all([closed, queue.close()]);
+    },
   };
 }
 
@@ -192,7 +193,7 @@ function send(res: ServerResponse, bytes: Uint8Array, type: string) {
     'Cache-Control': 'no-cache',
     'X-Content-Type-Options': 'nosniff',
   });
-  res.end(res.req.method === 'HEAD' ? undefined : bytes);
+  res.end(bytes); // Node leaves the body out of an answer to HEAD
 }
 
 /**
@@ -253,7 +254,6 @@ class EventStream {
     this.res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store',
-      'X-Accel-Buffering': 'no',
     });
   }
 

@@ -102,6 +102,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         }
       } catch (error) {
         if (!stream.started) throw error;
+        logFault(error);
         stream.fail(error);
       } finally {
         progress.current = undefined;
@@ -152,9 +153,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       await handler(req, res);
     } catch (error) {
       if (res.headersSent || res.destroyed) return;
-      const status = httpStatus(error);
-      if (status === 500) process.stderr.write(`dexar: error: ${(error as Error)?.stack ?? String(error)}\n`);
-      json(res, status, errorBody(error), error instanceof HttpError ? { ...error.headers } : {});
+      logFault(error);
+      json(res, httpStatus(error), errorBody(error), error instanceof HttpError ? { ...error.headers } : {});
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -181,6 +181,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       await Promise.all([closed, queue.close()]);
     },
   };
+}
+
+/** A fault (a 500, not a refused request) goes to the server's log with its stack; the client gets one line. */
+function logFault(error: unknown) {
+  if (httpStatus(error) === 500) process.stderr.write(`dexar: error: ${(error as Error)?.stack ?? String(error)}\n`);
 }
 
 /** A host name or address that only this machine reaches. */

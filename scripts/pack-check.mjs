@@ -2,9 +2,10 @@
 // empty project: `pnpm pack` each one (workspace versions resolved), `npm install` the tarballs
 // together, import each, run every README example there (TypeScript through tsx, JavaScript with
 // node, shell blocks with the installed `dexar`), and run `dexar explain` from a folder that holds
-// nothing else, on the built-in model the CLI package carries.
-import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// nothing else, on the built-in model the CLI package carries, and `dexar serve` there: its page
+// (the demo's, carried by the package) and an explanation through its API.
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { publishedPackages, readmeExamples } from './readme-examples.mjs';
@@ -50,6 +51,8 @@ try {
   });
   statSync(join(elsewhere, 'out', 'result.json'));
   console.log(`pack-check: dexar explain ran from an empty folder on its built-in model (${seconds()})`);
+  await checkServe(join(app, 'node_modules/.bin/dexar'), elsewhere);
+  console.log(`pack-check: dexar serve served its page and explained through its API (${seconds()})`);
 
   // the README examples, in the project, on copies of the files they name
   for (const path of ['examples/shapes', 'datasets/shapes-heldout', 'models/shapes-llava']) {
@@ -90,4 +93,36 @@ try {
   );
 } finally {
   rmSync(work, { recursive: true, force: true });
+}
+
+/** `dexar serve` from the installed package: the page it carries, and one explanation of the example through the API. */
+async function checkServe(bin, cwd) {
+  const server = spawn(bin, ['serve', '--port', '0', '--quiet'], { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await new Promise((resolve, reject) => {
+      let out = '';
+      server.stdout.on('data', (chunk) => {
+        out += chunk;
+        const found = /http:\/\/127\.0\.0\.1:\d+\//.exec(out)?.[0];
+        if (found) resolve(found);
+      });
+      server.once('exit', (code) => reject(new Error(`dexar serve exited with ${code} before listening`)));
+    });
+    const page = await (await fetch(url)).text();
+    if (!page.includes('<meta name="dexar-runtime" content="server" />')) throw new Error('dexar serve: no page');
+    for (const asset of page.matchAll(/(?:src|href)="\.\/(assets\/[^"]+)"/g)) {
+      const response = await fetch(new URL(asset[1], url));
+      if (!response.ok) throw new Error(`dexar serve: ${asset[1]}: HTTP ${response.status}`);
+    }
+    const form = new FormData();
+    form.append('image', new Blob([readFileSync(join(root, 'examples/shapes/example.png'))]), 'example.png');
+    form.append('request', JSON.stringify({ prompt: 'USER: <image>\nDescribe the image. ASSISTANT:' }));
+    const response = await fetch(new URL('api/explain', url), { method: 'POST', body: form });
+    const result = await response.json();
+    if (!response.ok || !(result.tokens?.length > 0)) {
+      throw new Error(`dexar serve: explain answered ${response.status} ${JSON.stringify(result).slice(0, 300)}`);
+    }
+  } finally {
+    server.kill('SIGTERM');
+  }
 }

@@ -16,3 +16,14 @@ export function peakResidentBytes(): number {
   if (!match) throw new Error('no VmHWM in /proc/self/status: peak RSS is measured on Linux only');
   return Number(match[1]) * 1024;
 }
+
+/** VmHWM and VmRSS of another process (a server the bench started), in bytes: its peak and current resident set. */
+export function residentOf(pid: number): { peak: number; current: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => {
+    const match = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status);
+    if (!match) throw new Error(`no ${name} in /proc/${pid}/status: resident sets are measured on Linux only`);
+    return Number(match[1]) * 1024;
+  };
+  return { peak: field('VmHWM'), current: field('VmRSS') };
+}

@@ -1,4 +1,5 @@
-/** Argument handling shared by `dexar` and `dexar eval`: the shared options, one-line usage errors and exit codes. */
+/** Argument handling shared by `dexar`, `dexar eval` and `dexar serve`: the shared options, one-line usage errors and exit codes. */
+import { parseArgs } from 'node:util';
 import { DEFAULT_OPTIONS, DexarError } from '@dexar/core';
 import { MAX_THREADS, VARIANTS } from '@dexar/runtime-node';
 
@@ -17,6 +18,14 @@ export function joinNegativeValues(argv: readonly string[], options: Record<stri
     else out.push(argv[i]);
   }
   return out;
+}
+
+/** A command's arguments against its option table: unknown options refused, positionals allowed, `-2` taken as a value. */
+export function parseCommandLine<const O extends Record<string, OptionSpec>>(
+  argv: readonly string[],
+  options: O,
+): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>> {
+  return parseArgs({ args: joinNegativeValues(argv, options), options, allowPositionals: true, strict: true });
 }
 
 /** An integer option within `[min, max]`, both safe integers: digits beyond that would lose precision or allocate without bound. */

@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { DexarError, type Explanation } from '@dexar/core';
 import { methodFor, withMethod } from '@dexar/eval';
 import type { StreamEvent } from '@dexar/explain';
@@ -6,11 +5,11 @@ import { readRegularFile } from '@dexar/runtime-node';
 import { loadAdapters } from './adapters.js';
 import {
   integer,
-  joinNegativeValues,
   MAX_TEXT_CHARS,
   type OptionSpec,
   oneOf,
   optionHelp,
+  parseCommandLine,
   reportFailure,
   SHARED_OPTIONS,
   sharedValues,
@@ -22,6 +21,7 @@ import { evalMain } from './eval.js';
 import { loadImage, openExplainer } from './library.js';
 import { checkOutputFolder, writeOutputs } from './outputs.js';
 import { stderrProgress } from './progress.js';
+import { serveMain } from './serve/command.js';
 
 /** The options of explain, generate and prepare; the shared ones follow them in the help. */
 const OWN_OPTIONS = {
@@ -73,6 +73,7 @@ commands:
   generate   print the model's greedy answer
   prepare    build and cache the explain graph of a model ahead of time
   eval       evaluate explanation methods (DEX-AR and baselines) on a dataset; dexar eval --help
+  serve      load a model once and serve the demo's interface and an HTTP API over it; dexar serve --help
 
 options:
 ${optionHelp(OPTIONS)}`;
@@ -99,14 +100,10 @@ async function textOption(values: Record<string, unknown>, name: 'prompt' | 'tar
 /** Runs the CLI; returns the exit code (0 ok, 1 runtime error, 2 usage error). */
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'eval') return evalMain(argv.slice(1));
+  if (argv[0] === 'serve') return serveMain(argv.slice(1));
   let debug = argv.includes('--debug');
   try {
-    const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv, OPTIONS),
-      options: OPTIONS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseCommandLine(argv, OPTIONS);
     debug = values.debug ?? false;
     const command = positionals[0];
     if (values.help || command === undefined) {
@@ -115,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (!['explain', 'generate', 'prepare'].includes(command) || positionals.length > 1) {
       throw usageError(
-        `unknown command ${JSON.stringify(positionals.join(' '))}: use explain, generate, prepare or eval`,
+        `unknown command ${JSON.stringify(positionals.join(' '))}: use explain, generate, prepare, eval or serve`,
         HELP,
       );
     }

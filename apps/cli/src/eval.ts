@@ -2,7 +2,6 @@
  * `dexar eval`: explanation methods x metrics over a dataset shard, appended to JSONL records;
  * `dexar eval report DIR...`: merges shards into a Markdown table and SVG curves.
  */
-import { parseArgs } from 'node:util';
 import {
   type CiMethod,
   methodNames,
@@ -17,10 +16,10 @@ import { type EvalProgress, runEvaluation, writeReport } from '@dexar/eval/node'
 import { loadAdapters } from './adapters.js';
 import {
   integer,
-  joinNegativeValues,
   type OptionSpec,
   oneOf,
   optionHelp,
+  parseCommandLine,
   reportFailure,
   SHARED_OPTIONS,
   sharedValues,
@@ -159,12 +158,7 @@ function progressLine(enabled: boolean): (p: EvalProgress) => void {
 export async function evalMain(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
-    const { values, positionals } = parseArgs({
-      args: joinNegativeValues(argv, OPTIONS),
-      options: OPTIONS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseCommandLine(argv, OPTIONS);
     debug = values.debug ?? false;
     if (values.help) {
       process.stdout.write(`${EVAL_USAGE}\n`);

@@ -3,9 +3,11 @@ import { type ColormapName, type Explanation, overlayHeatmap, type RgbaImage, re
 import type { ProgressEvent } from '@dexar/core/adapter';
 import { checkImageHeader } from '@dexar/core/runtime';
 import type { StreamedToken } from '@dexar/explain';
-import { encodePng, encodePngBytes, toImageData, type WebBackendInfo } from '@dexar/runtime-web';
+import { encodePng, encodePngBytes, toImageData } from '@dexar/runtime-web';
 import type { BuiltinManifest } from './builtin.js';
-import type { Explained, ExplainInput, ModelSource, Opened, Reply, Request } from './protocol.js';
+import { type PageModel, type Pipeline, type RuntimeInfo, WorkerPipeline } from './pipeline.js';
+import type { Explained, ExplainInput, Opened } from './protocol.js';
+import { ServerPipeline } from './served.js';
 import { zip } from './zip.js';
 
 // ---- elements
@@ -52,70 +54,21 @@ const ui = {
   exportJson: $<HTMLButtonElement>('export-json'),
   timing: $<HTMLSpanElement>('timing'),
   backendInfo: $<HTMLSpanElement>('backend-info'),
+  privacy: $<HTMLParagraphElement>('privacy'),
+  where: $<HTMLSpanElement>('where'),
 };
 
-// ---- the worker that runs the pipeline
+// ---- the pipeline: this browser's runtime, or the dexar server that served the page (it says so in a meta tag)
 
-let worker: Worker;
-let nextId = 1;
-const pending = new Map<
-  number,
-  {
-    resolve: (v: unknown) => void;
-    reject: (e: Error) => void;
-    onProgress?: (e: ProgressEvent) => void;
-    onToken?: (token: StreamedToken, image?: RgbaImage) => void;
-  }
->();
-
-function startWorker() {
-  worker?.terminate();
-  for (const p of pending.values()) p.reject(new Error('the worker was restarted'));
-  pending.clear();
-  worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'dexar-pipeline' });
-  worker.onmessage = (message: MessageEvent<Reply>) => {
-    const reply = message.data;
-    const p = pending.get(reply.id);
-    if (!p) return;
-    if (reply.type === 'progress') p.onProgress?.(reply.event);
-    else if (reply.type === 'token') p.onToken?.(reply.token, reply.image);
-    else {
-      pending.delete(reply.id);
-      if (reply.type === 'ok') p.resolve(reply.value);
-      else p.reject(Object.assign(new Error(reply.message), { code: reply.code }));
-    }
-  };
-  worker.onerror = (event) => {
-    for (const p of pending.values()) p.reject(new Error(event.message || 'the pipeline worker failed'));
-    pending.clear();
-  };
-}
-
-type Body = Request extends infer R ? (R extends Request ? Omit<R, 'id'> : never) : never;
-
-function call<T>(
-  body: Body,
-  onProgress?: (e: ProgressEvent) => void,
-  onToken?: (token: StreamedToken, image?: RgbaImage) => void,
-): Promise<T> {
-  const id = nextId++;
-  return new Promise<T>((resolve, reject) => {
-    pending.set(id, {
-      resolve: resolve as (v: unknown) => void,
-      reject,
-      ...(onProgress ? { onProgress } : {}),
-      ...(onToken ? { onToken } : {}),
-    });
-    worker.postMessage({ ...body, id });
-  });
-}
+const served = document.querySelector<HTMLMetaElement>('meta[name="dexar-runtime"]')?.content === 'server';
+const pipeline: Pipeline = served ? new ServerPipeline() : new WorkerPipeline();
 
 // ---- state
 
 interface State {
   manifest?: BuiltinManifest;
-  backendInfo?: WebBackendInfo;
-  modelSource?: ModelSource;
+  backendInfo?: RuntimeInfo;
+  modelSource?: PageModel;
   modelLabel: string;
   opened?: Opened;
   image?: { bytes: Uint8Array; name: string };
@@ -185,29 +138,21 @@ function renderNotices() {
 function renderBackendInfo() {
   const info = state.backendInfo;
   if (!info) return;
-  ui.backendInfo.textContent =
-    info.executionProvider === 'webgpu'
-      ? 'onnxruntime-web on WebGPU'
-      : `onnxruntime-web on WebAssembly, ${info.threads} thread${info.threads === 1 ? '' : 's'}${info.crossOriginIsolated ? '' : ' (not cross-origin isolated)'}`;
+  ui.backendInfo.textContent = info.label;
   document.body.dataset.backend = info.executionProvider;
   document.body.dataset.threads = String(info.threads);
+  document.body.dataset.where = info.where;
 }
 
 // ---- start-up, model and image
 
 async function init() {
-  startWorker();
   setBusy(true);
   try {
     setStatus('Starting ONNX Runtime…');
     // ?threads=N overrides the WebAssembly thread count (default: all cores when cross-origin isolated).
     const threads = Number(new URLSearchParams(location.search).get('threads')) || undefined;
-    state.backendInfo = await call<WebBackendInfo>({
-      type: 'init',
-      executionProvider: ui.backend.value as 'auto',
-      wasmPaths: new URL('ort/', document.baseURI).href,
-      ...(threads ? { threads } : {}),
-    });
+    state.backendInfo = await pipeline.init(ui.backend.value as 'auto', threads);
     renderBackendInfo();
     renderNotices();
     if (state.modelSource) await openModel(state.modelSource, state.modelLabel);
@@ -218,12 +163,12 @@ async function init() {
   }
 }
 
-async function openModel(source: ModelSource, label: string) {
+async function openModel(source: PageModel, label: string) {
   setBusy(true);
   ui.modelName.textContent = `${label} (opening…)`;
   try {
     state.opened = undefined;
-    state.opened = await call<Opened>({ type: 'open', source }, showProgress);
+    state.opened = await pipeline.open(source, showProgress);
     state.modelSource = source;
     state.modelLabel = label;
     ui.modelName.textContent = `${label} · ${state.opened.family}, ${state.opened.numLayers} layers`;
@@ -315,7 +260,7 @@ async function runExplain() {
   delete document.body.dataset.explainMs;
   try {
     const live = liveExplanation(input);
-    const explained = await call<Explained>({ type: 'explain', input }, showProgress, live.onToken);
+    const explained = await pipeline.explain(input, showProgress, live.onToken);
     await live.drawn();
     await showResult(explained);
     showProgress();
@@ -407,8 +352,7 @@ async function showResult(explained: Explained) {
   renderTokens(result);
   ui.result.hidden = false;
   ui.resultsHint.hidden = true;
-  const info = state.backendInfo;
-  ui.timing.textContent = `${(explained.ms / 1000).toFixed(2)} s on ${info?.executionProvider === 'webgpu' ? 'WebGPU' : `WebAssembly (${info?.threads ?? 1} threads)`}`;
+  ui.timing.textContent = `${(explained.ms / 1000).toFixed(2)} s on ${state.backendInfo?.short ?? 'this browser'}`;
   drawSentence();
   drawView();
 }
@@ -749,31 +693,33 @@ ui.exportPng.addEventListener('click', () => void exportPng());
 ui.exportZip.addEventListener('click', () => void exportZip());
 ui.exportJson.addEventListener('click', exportJson);
 
-// ---- automation hook (the end-to-end test): the worker's image decoding, as the pipeline runs it
+// ---- automation hook (the end-to-end test): the image decoding of the pipeline (in the browser: its worker)
 
 (globalThis as { dexarDemo?: unknown }).dexarDemo = {
-  decode: (bytes: Uint8Array) => call<RgbaImage>({ type: 'decode', image: bytes }),
+  decode: (bytes: Uint8Array) => pipeline.decode(bytes),
 };
 
 // ---- go
 
+/** Served by `dexar serve`: the model is the server's, so the page offers no model or backend of its own. */
+function showServed() {
+  for (const el of [ui.builtinModel, ui.pickModel, ui.backend, $('model-hint'), $('backend-label')]) el.hidden = true;
+  ui.privacy.textContent = `Runs on the dexar server at ${location.host}: the image and prompt go to it, and the model stays there.`;
+  ui.where.textContent = 'the image and prompt go to the dexar server that served this page; the model stays there.';
+}
+
 async function main() {
+  if (served) showServed();
   try {
-    const response = await fetch('builtin/manifest.json');
-    if (!response.ok) throw new Error(`builtin/manifest.json: HTTP ${response.status}`);
-    state.manifest = (await response.json()) as BuiltinManifest;
-    ui.prompt.value = state.manifest.prompt;
-    if (state.manifest.expectedAnswer) ui.target.placeholder = `e.g. ${state.manifest.expectedAnswer}`;
-    const image = await fetch(state.manifest.image);
-    if (!image.ok) throw new Error(`${state.manifest.image}: HTTP ${image.status}`);
+    const start = await pipeline.start();
+    state.manifest = start.manifest;
+    ui.prompt.value = start.prompt;
+    if (start.expectedAnswer) ui.target.placeholder = `e.g. ${start.expectedAnswer}`;
+    const image = await fetch(start.image);
+    if (!image.ok) throw new Error(`${start.image}: HTTP ${image.status}`);
     await setImage(new Uint8Array(await image.arrayBuffer()), 'example.png');
-    // ?model=PATH opens another model folder served with the page (the page may fetch only its own origin).
-    const other = new URLSearchParams(location.search).get('model');
-    const url = new URL(other ?? state.manifest.model, document.baseURI).href;
-    state.modelSource = { kind: 'url', url };
-    state.modelLabel = other
-      ? (url.replace(/\/+$/, '').split('/').at(-1) ?? other)
-      : `${state.manifest.name} (built-in)`;
+    state.modelSource = start.model;
+    state.modelLabel = start.label;
   } catch (error) {
     fail(error);
   }

@@ -4,7 +4,7 @@ import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import type { RgbaImage } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
-import { methodFor, withMethod } from '@dexar/eval';
+import { explainMethod } from '@dexar/eval';
 import { Explainer, type StreamedToken } from '@dexar/explain';
 import {
   decodeImage,
@@ -79,41 +79,14 @@ async function handle(
       const { image: bytes, ...input } = request.input;
       const image = await decodeImage(bytes);
       const t0 = performance.now();
-      const baseline = input.method !== 'dexar';
-      if (!baseline && input.target === undefined) {
-        // the model's answer: each token and its map reach the page as it is generated
-        for await (const event of explainer.stream(image, {
-          prompt: input.prompt,
-          maxNewTokens: input.maxNewTokens,
-          layerIndex: input.layerIndex,
-          topK: input.topK,
-          compat: input.compat,
-          headWeights: true,
-        })) {
-          if (event.kind === 'result') {
-            const explained: Explained = { result: event.explanation, image, ms: performance.now() - t0 };
-            return explained;
-          }
-          streamed(event, event.index === 0 ? image : undefined);
+      for await (const event of explainMethod(explainer, image, { ...input, headWeights: true })) {
+        if (event.kind === 'token') streamed(event, event.index === 0 ? image : undefined);
+        else {
+          const explained: Explained = { result: event.explanation, image, ms: performance.now() - t0 };
+          return explained;
         }
       }
-      const result = await explainer.explain(image, {
-        prompt: input.prompt,
-        ...(input.target !== undefined ? { target: input.target } : {}),
-        maxNewTokens: input.maxNewTokens,
-        layerIndex: input.layerIndex,
-        topK: input.topK,
-        compat: input.compat,
-        headWeights: true,
-        returnRaw: baseline,
-        positionLens: methodFor(input.method).needsPositionLens === true,
-      });
-      const explained: Explained = {
-        result: baseline ? withMethod(result, input.method, false) : result,
-        image,
-        ms: performance.now() - t0,
-      };
-      return explained;
+      throw new Error('the explanation ended without a result');
     }
     case 'clear-cache':
       await (await derivedStore()).clear();

@@ -1,36 +1,36 @@
-import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { type Explanation, ExplanationSchema } from '@dexar/core';
-import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pngHeader, webpHeader } from '../../../packages/core/test/helpers/image-headers.js';
+import { startServeProcess } from '../../cli/test/serve-process.js';
 import { repoRoot } from '../scripts/assets.js';
 import { type Browser, launchChromium } from '../scripts/browser.js';
 import { distDir, type StaticServer, serve } from '../scripts/serve.js';
 import type { BuiltinManifest } from '../src/builtin.js';
+import {
+  artefacts,
+  type Context,
+  copyModel,
+  explainTests,
+  imageTests,
+  openPage,
+  requestsTest,
+  runCli,
+  watch,
+} from './interface.js';
 
 /**
- * The built demo in headless Chromium (Debian's package, playwright-core),
- * served from 127.0.0.1 with COOP/COEP: explain the built-in example, hover
- * and arrow through tokens, export, and compare the exported JSON with the
- * Node CLI's on the same inputs. Screenshots go to test-results/ (gitignored).
+ * The demo's interface in headless Chromium (Debian's package, playwright-core), on both runtimes:
+ * the built demo served statically from 127.0.0.1 with COOP/COEP (onnxruntime-web in the page), and
+ * `dexar serve` (onnxruntime-node in the server). Both explain the built-in example, hover and
+ * arrow through tokens, export, and compare the exported JSON with the Node CLI's on the same
+ * inputs (interface.ts). Screenshots go to test-results/ (gitignored).
  */
 
-const artefacts = fileURLToPath(new URL('../test-results/', import.meta.url));
-const cli = join(repoRoot, 'apps/cli/bin/dexar.js');
-const TOLERANCE = 1e-4;
-
-let server: StaticServer;
 let browser: Browser;
-let page: Page;
 let manifest: BuiltinManifest;
-const requests: string[] = [];
-const problems: string[] = [];
-let nodeResult: Promise<Explanation>;
 
 async function buildIfMissing() {
   if (existsSync(join(distDir, 'index.html')) && existsSync(join(distDir, 'builtin/manifest.json'))) return;
@@ -38,223 +38,63 @@ async function buildIfMissing() {
   await build({ root: fileURLToPath(new URL('..', import.meta.url)), logLevel: 'warn' });
 }
 
-/** The Node CLI's result for the same model, image and prompt, on a copy of the model (its graph cache stays out of the repo). */
-async function runCli(m: BuiltinManifest, ...extra: string[]): Promise<Explanation> {
-  const work = mkdtempSync(join(tmpdir(), 'dexar-e2e-'));
-  try {
-    const model = join(work, 'model');
-    cpSync(join(repoRoot, m.source), model, {
-      recursive: true,
-      filter: (src) => !/\.dexar-[0-9a-f]+\.onnx$/.test(src),
-    });
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        cli,
-        'explain',
-        '--model',
-        model,
-        '--image',
-        join(repoRoot, m.imageSource),
-        '--prompt',
-        m.prompt,
-        '--raw',
-        '--json',
-        '--quiet',
-        '--out',
-        join(work, 'out'),
-        ...extra,
-      ],
-      { maxBuffer: 512 * 1024 * 1024 },
-    );
-    return JSON.parse(stdout) as Explanation;
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-}
-
-const overlayPixels = () =>
-  page.evaluate(() => (document.getElementById('overlay') as HTMLCanvasElement).toDataURL('image/png'));
-
-function maxAbsDiff(a: unknown, b: unknown, path = ''): number {
-  if (typeof a === 'number' && typeof b === 'number') return Math.abs(a - b);
-  if (Array.isArray(a) && Array.isArray(b)) {
-    if (a.length !== b.length) throw new Error(`${path}: length ${a.length} in the browser, ${b.length} in Node`);
-    return a.reduce((m: number, x, i) => Math.max(m, maxAbsDiff(x, b[i], `${path}[${i}]`)), 0);
-  }
-  throw new Error(`${path}: not numbers or arrays`);
-}
-
 beforeAll(async () => {
   // First, so a machine without Chromium fails at once with the one line saying what to install.
   browser = await launchChromium();
   await buildIfMissing();
   manifest = JSON.parse(readFileSync(join(distDir, 'builtin/manifest.json'), 'utf8'));
-  nodeResult = runCli(manifest);
-  nodeResult.catch(() => {});
-  server = await serve(distDir);
-  page = await browser.context.newPage();
-  browser.context.on('request', (r) => requests.push(r.url()));
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (/Content.Security.Policy|Refused to/i.test(m.text())) problems.push(`CSP: ${m.text()}`);
-  });
   mkdirSync(artefacts, { recursive: true });
 });
 
 afterAll(async () => {
   await browser?.close();
-  await server?.close();
 });
 
-describe(`the demo in headless Chromium`, () => {
-  let exported: Explanation;
+/** A suite's context, its page opened in the shared browser and watched; the CLI's result started. */
+async function context(prefix: string): Promise<Context> {
+  const ctx = {
+    page: await browser.context.newPage(),
+    manifest,
+    nodeResult: runCli(manifest),
+    requests: [],
+    problems: [],
+    prefix,
+  };
+  ctx.nodeResult.catch(() => {});
+  watch(ctx);
+  return ctx;
+}
+
+describe('the demo in headless Chromium', () => {
+  const ctx = {} as Context;
+  let server: StaticServer;
+  beforeAll(async () => {
+    Object.assign(ctx, await context('browser-'));
+    server = await serve(distDir);
+  });
+  afterAll(async () => {
+    await ctx.page?.close();
+    await server?.close();
+  });
 
   it('opens with the built-in model and example, cross-origin isolated with WebAssembly threads', async () => {
-    await page.goto(server.url);
-    await page.waitForFunction(
-      () =>
-        !(document.getElementById('explain') as HTMLButtonElement).disabled ||
-        document.getElementById('status')?.dataset.kind === 'error',
-      null,
-      { timeout: 60_000 },
-    );
-    expect(await page.textContent('#status')).toMatch(/^Ready/);
+    const { page } = ctx;
+    await openPage(page, server.url);
     expect(await page.textContent('#model-name')).toContain(`${manifest.name} (built-in)`);
     expect(await page.inputValue('#prompt')).toBe(manifest.prompt);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     expect(Number(await page.getAttribute('body', 'data-threads'))).toBe(Math.min(cores, 8));
+    expect(await page.getAttribute('body', 'data-where')).toBe('browser');
     // Headless with --disable-gpu has no WebGPU: the fallback is announced.
     expect(await page.textContent('#notices')).toContain('WebGPU is not available');
     expect(await page.textContent('#privacy')).toContain('no image or prompt leaves your machine');
   });
 
-  it('explains the example: the answer appears, one shaded token per answer token', async () => {
-    const t0 = Date.now();
-    // every status line the page shows while it runs (tokens stream in before the result)
-    await page.evaluate(() => {
-      const seen: string[] = [];
-      (window as unknown as { statusLines: string[] }).statusLines = seen;
-      const status = document.getElementById('status') as HTMLElement;
-      new MutationObserver(() => seen.push(status.textContent ?? '')).observe(status, {
-        childList: true,
-        characterData: true,
-        subtree: true,
-      });
-    });
-    await page.click('#explain');
-    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), null, {
-      timeout: 90_000,
-    });
-    expect(await page.textContent('#status')).toMatch(/^Explained \d+ tokens/);
-    const tokens = await page.locator('#tokens .token:not(.sentence)').count();
-    expect(tokens).toBeGreaterThan(0);
-    // each token, with its map, was shown as it was generated, before the whole result
-    const lines = await page.evaluate(() => (window as unknown as { statusLines: string[] }).statusLines);
-    const live = lines.filter((line) => /^Generated and explained \d+ tokens/.test(line));
-    expect(live.map((line) => Number(/\d+/.exec(line)?.[0]))).toEqual(Array.from({ length: tokens }, (_, n) => n + 1));
-    expect(lines.indexOf(live[live.length - 1] as string)).toBeLessThan(
-      lines.findIndex((l) => l.startsWith('Explained')),
-    );
-    console.log(`e2e: explained ${tokens} tokens in ${Date.now() - t0} ms (${await page.textContent('#timing')})`);
-  });
-
-  it('exports result JSON that matches the Node CLI within 1e-4', async () => {
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
-    expect(download.suggestedFilename()).toBe('result.json');
-    exported = JSON.parse(readFileSync((await download.path()) as string, 'utf8'));
-    writeFileSync(join(artefacts, 'browser-result.json'), JSON.stringify(exported));
-    expect(ExplanationSchema.safeParse(exported).success).toBe(true);
-    const node = await nodeResult;
-    // The CLI ran with --raw (for head weights); the demo adds head weights without the raw rows.
-    const { raw: _, ...expected } = node;
-    expect(Object.keys(exported).sort()).toEqual(Object.keys(expected).sort());
-    expect(exported.tokens).toEqual(node.tokens);
-    expect(exported.tokenIds).toEqual(node.tokenIds);
-    expect(exported.options).toEqual(node.options);
-    expect(exported.layersUsed).toEqual(node.layersUsed);
-    expect(exported.grid).toEqual(node.grid);
-    expect(exported.prompt).toBe(node.prompt);
-    expect(exported.image).toEqual(node.image);
-    expect(exported.model?.family).toBe(node.model?.family);
-    const fields = [
-      'perTokenHeatmaps',
-      'perTokenHeatmapsUnfiltered',
-      'tokenWeights',
-      'sentenceHeatmap',
-      'sentenceHeatmapUnfiltered',
-      'headWeights',
-    ] as const;
-    const diffs = Object.fromEntries(fields.map((f) => [f, maxAbsDiff(exported[f], node[f], f)]));
-    const max = Math.max(...Object.values(diffs));
-    writeFileSync(
-      join(artefacts, 'e2e-summary.json'),
-      JSON.stringify(
-        { model: manifest.source, fallback: manifest.fallback, tokens: node.tokens, maxAbsDiff: max, diffs },
-        null,
-        2,
-      ),
-    );
-    console.log(`e2e: ${manifest.source}, ${node.tokens.length} tokens, max |browser - CLI| = ${max.toExponential(2)}`);
-    expect(max).toBeLessThan(TOLERANCE);
-  });
-
-  it('changes the overlay when a token is hovered, and moves between tokens with the arrow keys', async () => {
-    expect(await page.getAttribute('#overlay', 'data-index')).toBe('-1');
-    const sentence = await overlayPixels();
-    // The token whose map differs most from the sentence map (any token with a weight differs).
-    const best = exported.tokenWeights.indexOf(Math.max(...exported.tokenWeights));
-    await page.hover(`.token[data-index="${best}"]`);
-    expect(await page.getAttribute('#overlay', 'data-index')).toBe(String(best));
-    expect(await overlayPixels()).not.toBe(sentence);
-    expect(await page.textContent('#overlay-caption')).toContain('δ');
-    await page.screenshot({ path: join(artefacts, 'desktop-hover.png'), fullPage: true });
-    await page.mouse.move(0, 0);
-    expect(await page.getAttribute('#overlay', 'data-index')).toBe('-1');
-
-    await page.focus('.token[data-index="-1"]');
-    await page.keyboard.press('ArrowRight');
-    expect(await page.evaluate(() => (document.activeElement as HTMLElement).dataset.index)).toBe('0');
-    expect(await page.getAttribute('#overlay', 'data-index')).toBe('0');
-    await page.keyboard.press('End');
-    const last = String(exported.tokens.length - 1);
-    expect(await page.evaluate(() => (document.activeElement as HTMLElement).dataset.index)).toBe(last);
-    expect(await page.getAttribute(`.token[data-index="${last}"]`, 'aria-pressed')).toBe('true');
-    // The head panel follows the selected token: layers used x heads.
-    const heads = exported.headWeights?.[0]?.[0]?.length ?? 0;
-    expect(await page.locator('#heads-grid .cell').count()).toBe(exported.layersUsed.length * heads);
-
-    // Opacity 0 shows the bare image; unfiltered switches maps.
-    await page.locator('#opacity').fill('0');
-    const bare = await overlayPixels();
-    await page.locator('#opacity').fill('60');
-    expect(await overlayPixels()).not.toBe(bare);
-    await page.check('input[name="filter"][value="unfiltered"]', { force: true });
-    expect(await page.textContent('#overlay-caption')).toContain('unfiltered');
-    await page.check('input[name="filter"][value="filtered"]', { force: true });
-  });
-
-  it('exports overlay PNGs: the current one, and all of them with result.json as a zip', async () => {
-    const [png] = await Promise.all([page.waitForEvent('download'), page.click('#export-png')]);
-    const bytes = readFileSync((await png.path()) as string);
-    expect(bytes.subarray(1, 4).toString()).toBe('PNG');
-    const [archive] = await Promise.all([page.waitForEvent('download'), page.click('#export-zip')]);
-    expect(archive.suggestedFilename()).toBe('dexar-overlays.zip');
-    const zip = readFileSync((await archive.path()) as string);
-    const names: string[] = [];
-    for (let at = 0; zip.readUInt32LE(at) === 0x04034b50; ) {
-      const size = zip.readUInt32LE(at + 18);
-      const nameLength = zip.readUInt16LE(at + 26);
-      names.push(zip.subarray(at + 30, at + 30 + nameLength).toString());
-      at += 30 + nameLength + size;
-    }
-    expect(names).toContain('sentence.png');
-    expect(names).toContain('result.json');
-    expect(names.filter((n) => n.startsWith('tokens/'))).toHaveLength(exported.tokens.length);
-  });
+  explainTests(ctx);
 
   it('keeps the explain graph it built in IndexedDB, keyed like the Node cache', async () => {
+    const { page } = ctx;
     const keys = await page.evaluate(
       () =>
         new Promise<string[]>((resolve, reject) => {
@@ -272,40 +112,11 @@ describe(`the demo in headless Chromium`, () => {
     );
   });
 
-  it('explains with a baseline method picked in the page, as dexar explain --method does', async () => {
-    const node = runCli(manifest, '--method', 'logit-lens-image');
-    await page.click('#advanced summary');
-    await page.selectOption('#method', 'logit-lens-image');
-    await page.click('#explain');
-    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), null, {
-      timeout: 90_000,
-    });
-    expect(await page.textContent('#status')).toMatch(/^Explained \d+ tokens with logit-lens-image/);
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
-    const browserResult = JSON.parse(readFileSync((await download.path()) as string, 'utf8')) as Explanation;
-    const cliResult = await node;
-    expect(browserResult.method).toBe('logit-lens-image');
-    expect(cliResult.method).toBe('logit-lens-image');
-    expect(browserResult.tokens).toEqual(cliResult.tokens);
-    const max = Math.max(
-      maxAbsDiff(browserResult.perTokenHeatmaps, cliResult.perTokenHeatmaps, 'perTokenHeatmaps'),
-      maxAbsDiff(browserResult.sentenceHeatmap, cliResult.sentenceHeatmap, 'sentenceHeatmap'),
-    );
-    console.log(`e2e: logit-lens-image, max |browser - CLI| = ${max.toExponential(2)}`);
-    expect(max).toBeLessThan(TOLERANCE);
-    await page.selectOption('#method', 'dexar');
-    await page.click('#advanced summary');
-  });
-
   it('opens a model folder the user picks and explains a chosen image and a typed target', async () => {
+    const { page } = ctx;
     const work = mkdtempSync(join(tmpdir(), 'dexar-picked-'));
     try {
-      const folder = join(work, 'llava-tiny');
-      cpSync(join(repoRoot, 'fixtures/models/llava-tiny'), folder, {
-        recursive: true,
-        filter: (src) => !/\.dexar-[0-9a-f]+\.onnx$/.test(src),
-      });
-      await page.setInputFiles('#model-input', folder);
+      await page.setInputFiles('#model-input', copyModel('fixtures/models/llava-tiny', work));
       await page.waitForFunction(() => /layers$|failed/.test(document.getElementById('model-name')?.textContent ?? ''));
       expect(await page.textContent('#model-name')).toBe('llava-tiny · llava, 4 layers');
       await page.setInputFiles('#image-input', join(repoRoot, 'fixtures/references/llava-tiny/case0/image.png'));
@@ -324,114 +135,12 @@ describe(`the demo in headless Chromium`, () => {
     }
   });
 
-  it('decodes images in the browser to the same pixels as the Node path (sharp)', async () => {
-    const { decodeImage } = await import('@dexar/runtime-node');
-    const sharp = (await import('sharp')).default;
-    const width = 40;
-    const height = 30;
-    const rgb = Buffer.alloc(width * height * 3);
-    for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37 + ((i / 3) % width) * 5) % 256;
-    const source = () => sharp(rgb, { raw: { width, height, channels: 3 } });
-    const cases = {
-      png: await source().png().toBuffer(),
-      webp: await source().webp({ lossless: true }).toBuffer(),
-      jpeg: await source().jpeg({ quality: 90 }).toBuffer(),
-      'jpeg, EXIF orientation 6': await source().jpeg({ quality: 90 }).withMetadata({ orientation: 6 }).toBuffer(),
-    };
-    const measured: Record<string, number> = {};
-    for (const [name, bytes] of Object.entries(cases)) {
-      const node = await decodeImage(new Uint8Array(bytes));
-      const web = await page.evaluate(async (b) => {
-        const image = await (
-          globalThis as unknown as {
-            dexarDemo: { decode(x: Uint8Array): Promise<{ width: number; height: number; data: Uint8Array }> };
-          }
-        ).dexarDemo.decode(new Uint8Array(b));
-        return { width: image.width, height: image.height, data: Array.from(image.data) };
-      }, Array.from(bytes));
-      expect([web.width, web.height], name).toEqual([node.width, node.height]);
-      measured[name] = maxAbsDiff(web.data, Array.from(node.data), name);
-    }
-    console.log(`e2e: browser vs sharp decoding, max |difference| per format: ${JSON.stringify(measured)}`);
-    // Lossless formats must decode identically; JPEG decoders may round the inverse DCT differently (measured: 0).
-    expect(measured.png).toBe(0);
-    expect(measured.webp).toBe(0);
-    expect(measured.jpeg).toBeLessThanOrEqual(4);
-    expect(measured['jpeg, EXIF orientation 6']).toBeLessThanOrEqual(4);
-  });
-
-  it('refuses an image over the limits from its header, in the words of the CLI, before anything decodes it', async () => {
-    // every way the page could start decoding a file: its preview (an object URL), createImageBitmap, the worker
-    await page.evaluate(() => {
-      const started: string[] = [];
-      (window as unknown as { decodesStarted: string[] }).decodesStarted = started;
-      const counted = <F extends (...args: never[]) => unknown>(what: string, f: F) =>
-        function (this: unknown, ...args: Parameters<F>) {
-          started.push(what);
-          return f.apply(this, args);
-        } as unknown as F;
-      URL.createObjectURL = counted('preview', URL.createObjectURL);
-      window.createImageBitmap = counted('createImageBitmap', window.createImageBitmap);
-      Worker.prototype.postMessage = counted('worker', Worker.prototype.postMessage);
-    });
-    const preview = await page.getAttribute('#preview', 'src');
-    const cases: [string, string, Uint8Array, string][] = [
-      [
-        'huge.webp',
-        'image/webp',
-        webpHeader(16383, 16383),
-        'the image is 16383 x 16383 pixels, over the 64 megapixel limit: downscale it first',
-      ],
-      [
-        'strip.png',
-        'image/png',
-        pngHeader(100000, 1),
-        'the image is 100000 x 1 pixels, longer than 32 times its width or height: crop it first',
-      ],
-    ];
-    for (const [name, type, bytes, message] of cases) {
-      const dataTransfer = await page.evaluateHandle(
-        ({ name, type, bytes }) => {
-          const transfer = new DataTransfer();
-          transfer.items.add(new File([new Uint8Array(bytes)], name, { type }));
-          return transfer;
-        },
-        { name, type, bytes: Array.from(bytes) },
-      );
-      await page.dispatchEvent('#drop', 'drop', { dataTransfer });
-      await page.waitForFunction((m) => document.getElementById('status')?.textContent === m, message);
-      expect(await page.getAttribute('#status', 'data-kind'), name).toBe('error');
-    }
-    expect(await page.evaluate(() => (window as unknown as { decodesStarted: string[] }).decodesStarted)).toEqual([]);
-    expect(await page.getAttribute('#preview', 'src')).toBe(preview); // the example stays the chosen image
-    // The worker's decoding (as Explain runs it) refuses from the header too: decoded, these 32 bytes would fail otherwise.
-    const refusal = await page.evaluate(
-      (b) =>
-        (globalThis as unknown as { dexarDemo: { decode(x: Uint8Array): Promise<unknown> } }).dexarDemo
-          .decode(new Uint8Array(b))
-          .then(
-            () => 'decoded',
-            (error: Error) => error.message,
-          ),
-      Array.from(webpHeader(16383, 16383)),
-    );
-    expect(refusal).toBe(cases[0]?.[3]);
-  });
-
-  it('is usable on a narrow screen (no horizontal scrolling)', async () => {
-    await page.setViewportSize({ width: 390, height: 844 });
-    await page.focus('.token[data-index="0"]');
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    expect(overflow).toBeLessThanOrEqual(0);
-    await page.screenshot({ path: join(artefacts, 'narrow.png'), fullPage: true });
-    await page.setViewportSize({ width: 1280, height: 900 });
-  });
+  imageTests(ctx);
 
   it('runs single-threaded, and says so, when served without COOP/COEP', async () => {
     const plain = await serve(distDir, 0, false);
     const other = await browser.context.newPage();
     try {
-      other.on('request', (r) => requests.push(r.url()));
       await other.goto(plain.url);
       await other.waitForFunction(() => !(document.getElementById('explain') as HTMLButtonElement).disabled, null, {
         timeout: 60_000,
@@ -446,14 +155,56 @@ describe(`the demo in headless Chromium`, () => {
     }
   });
 
-  it('made no request outside 127.0.0.1 and raised no page or CSP error', () => {
-    const local = (url: string) => {
-      const u = new URL(url.replace(/^blob:/, ''));
-      return (u.protocol === 'http:' && u.hostname === '127.0.0.1') || u.protocol === 'data:';
-    };
-    const outside = requests.filter((url) => !local(url));
-    expect(outside).toEqual([]);
-    expect(requests.length).toBeGreaterThan(5);
-    expect(problems).toEqual([]);
+  requestsTest(ctx);
+});
+
+describe('the interface served by dexar serve, the model in Node', () => {
+  const ctx = {} as Context;
+  let server: { child: ChildProcess; url: string };
+  const work = mkdtempSync(join(tmpdir(), 'dexar-served-'));
+  beforeAll(async () => {
+    Object.assign(ctx, await context('served-'));
+    server = await startServeProcess(copyModel(manifest.source, work));
   });
+  afterAll(async () => {
+    await ctx.page?.close();
+    server?.child.kill('SIGTERM');
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("opens with the server's model and says where it runs; it offers no model or backend of the browser", async () => {
+    const { page } = ctx;
+    await openPage(page, server.url);
+    expect(await page.textContent('#model-name')).toBe(`${manifest.name} (on the server) · llava, 4 layers`);
+    expect(await page.inputValue('#prompt')).toBe(manifest.prompt);
+    expect(await page.getAttribute('body', 'data-where')).toBe('server');
+    expect(await page.textContent('#backend-info')).toMatch(
+      /^onnxruntime-node on CPU, .* in the dexar server at 127\.0\.0\.1:\d+$/,
+    );
+    expect(await page.textContent('#privacy')).toContain(`Runs on the dexar server at ${new URL(server.url).host}`);
+    for (const hidden of ['#builtin-model', '#pick-model', '#backend'])
+      expect(await page.isHidden(hidden), hidden).toBe(true);
+  });
+
+  explainTests(ctx);
+
+  it('shows a token map after explaining again (the screenshot in apps/cli/README.md)', async () => {
+    const { page } = ctx;
+    await page.click('#explain');
+    await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 90_000 });
+    await page.click('.token[data-index="1"]');
+    expect(await page.getAttribute('#overlay', 'data-index')).toBe('1');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(artefacts, 'served-interface.png') });
+  });
+
+  imageTests(ctx);
+
+  it('never sent the model or a runtime to the browser', () => {
+    const fetched = ctx.requests.map((url) => new URL(url.replace(/^blob:/, '')).pathname);
+    expect(fetched.filter((path) => /^\/(builtin|ort)\/|\.(onnx|wasm)$|worker/.test(path))).toEqual([]);
+    expect(fetched).toContain('/api/explain');
+  });
+
+  requestsTest(ctx);
 });

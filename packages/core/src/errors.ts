@@ -15,6 +15,8 @@ export type DexarErrorCode =
   | 'empty-target'
   | 'unsupported-graph'
   | 'invalid-dataset'
+  /** A server's queue is full: retry later (HTTP 503 with Retry-After in `dexar serve`). */
+  | 'busy'
   | 'runtime';
 
 const usageCodes: ReadonlySet<DexarErrorCode> = new Set([

@@ -3,6 +3,7 @@
  * raw rows, the paper's metrics, statistics and the report. Runtime-free; the Node runner, dataset
  * readers and file I/O are in `@dexar/eval/node`.
  */
+export { explainMethod, type MethodRequest } from './explain-method.js';
 export {
   type ExplanationMethod,
   layoutFromExplanation,

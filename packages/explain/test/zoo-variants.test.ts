@@ -12,6 +12,7 @@ import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import { readFileSync } from 'node:fs';
 import type { Explanation } from '@dexar/core';
+import type { Variant } from '@dexar/core/runtime';
 import { buildExplainGraph, DataType, type OnnxModel, readModel, ShapeInference } from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +21,7 @@ import {
   expectMatchesReference,
   maxAbs,
   type ReferenceCase,
+  type ReferenceResult,
   referenceCases,
   referenceSettings,
   repoRoot,
@@ -36,8 +38,10 @@ const manifest = JSON.parse(readFileSync(`${zoo}/MANIFEST.json`, 'utf8')) as { m
 const entries = Object.entries(manifest.models);
 const fusedTwins = entries.flatMap(([name, m]) => (m.reference_of ? [[name, m.reference_of] as const] : []));
 const fp16Models = entries.flatMap(([name, m]) => (m.variants?.fp16 ? [name] : []));
+const variantsOf = (names: readonly Variant[]) =>
+  entries.flatMap(([name, m]) => names.filter((v) => m.variants?.[v]).map((v) => [name, v] as const));
 
-const open = async (model: string, variant: 'fp32' | 'fp16' = 'fp32') =>
+const open = async (model: string, variant: Variant = 'fp32') =>
   Explainer.open({
     backend: nodeBackend({ threads: 1 }),
     folder: await openModelFolder(`${zoo}/models/${model}`, variant),
@@ -191,6 +195,20 @@ function rankCorrelation(a: number[], b: number[]): number {
 
 const argmax = (v: number[]) => v.reduce((best, x, i) => (x > (v[best] as number) ? i : best), 0);
 
+/**
+ * Logs the agreement of an explanation's token maps with a reference's (the smallest Spearman rank
+ * correlation; pointing: the hottest patch is the reference's) and returns the share that point alike.
+ */
+function reportAgreement(label: string, got: Explanation, ref: ReferenceResult | undefined, against = 'fp32 model') {
+  const maps = ref?.per_token_heatmaps ?? [];
+  const correlations = maps.map((m, n) => rankCorrelation(got.perTokenHeatmaps[n]?.flat() ?? [], m.flat()));
+  const pointing = maps.filter((m, n) => argmax(got.perTokenHeatmaps[n]?.flat() ?? []) === argmax(m.flat())).length;
+  console.log(
+    `${label} vs ${against}: per-token map rank correlation min ${Math.min(...correlations).toFixed(4)}, pointing agreement ${pointing}/${maps.length}`,
+  );
+  return pointing / maps.length;
+}
+
 describe.each(fp16Models)('%s, fp16 variant', (model) => {
   const family = manifest.models[model]?.family ?? '';
   const half = referenceCases('fp16', `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
@@ -237,27 +255,66 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
         layerIndex,
       });
       const key = `layer_index_${layerIndex}`;
-      const pointingShare: Record<string, number> = {};
-      for (const [label, ref] of [
-        ['fp16-weights reference', half.results[compat][key]],
-        ['fp32 model', full.results[compat][key]],
-      ] as const) {
-        const maps = ref?.per_token_heatmaps ?? [];
-        const correlations = maps.map((m, n) => rankCorrelation(got.perTokenHeatmaps[n]?.flat() ?? [], m.flat()));
-        const pointing = maps.filter(
-          (m, n) => argmax(got.perTokenHeatmaps[n]?.flat() ?? []) === argmax(m.flat()),
-        ).length;
-        console.log(
-          `${model} fp16 ${compat} ${layerIndex} vs ${label}: per-token map rank correlation min ${Math.min(...correlations).toFixed(4)}, pointing agreement ${pointing}/${maps.length}`,
-        );
-        pointingShare[label] = pointing / maps.length;
-      }
-      expect(pointingShare['fp16-weights reference']).toBe(1);
+      const label = `${model} fp16 ${compat} ${layerIndex}`;
+      reportAgreement(label, got, full.results[compat][key]);
+      expect(reportAgreement(label, got, half.results[compat][key], 'fp16-weights reference')).toBe(1);
     },
   );
 
   it('generates the greedy tokens of the fp16 weights', async () => {
     const generation = await explainer.generate(await caseImage(half), { prompt: half.prompt, maxNewTokens: 5 });
     expect(generation.tokenIds).toEqual(half.greedy_ids);
+  });
+});
+
+/**
+ * 4-bit weights (q4: MatMulNBits; bnb4: MatMulBnb4 NF4): the activations stay float32 and ONNX Runtime's CPU
+ * kernels dequantise the weights and multiply in float32 (accuracy_level 0), the arithmetic of the PyTorch
+ * reference on the dequantised weights: the explanation equals it within 1e-4.
+ */
+describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => {
+  const ref = referenceCases(variant, `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
+  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
+  let explainer: Explainer;
+  beforeAll(async () => {
+    explainer = await open(model, variant);
+  });
+  afterAll(() => explainer?.release());
+
+  it.each(referenceSettings)(
+    '%s, layerIndex %i: within 1e-4 of the dequantised-weights reference (agreement with fp32 reported)',
+    async (compat, layerIndex) => {
+      const image = await caseImage(ref);
+      const got = await explainer.explain(image, {
+        prompt: ref.prompt,
+        targetIds: ref.target_ids,
+        compat,
+        layerIndex,
+        returnRaw: true,
+      });
+      const key = `layer_index_${layerIndex}`;
+      const want = ref.results[compat][key] as ReferenceResult;
+      expectMatchesReference(got, want);
+      const errors = [`maps ${maxAbs(got.perTokenHeatmaps.flat(2), want.per_token_heatmaps.flat(2)).toExponential(2)}`];
+      if (compat === 'official' && layerIndex === 0) {
+        for (const [rows, rowsWanted] of [
+          ['gradientRows', ref.raw.grad_rows],
+          ['attentionRows', ref.raw.attn_rows],
+        ] as const) {
+          const error = maxAbs(rawOf(got)[rows].flat(3), rowsWanted.flat(3));
+          errors.push(`${rows} ${error.toExponential(2)}`);
+          expect(error, rows).toBeLessThan(1e-4);
+        }
+      }
+      console.log(
+        `${model} ${variant} ${compat} ${layerIndex} vs the dequantised-weights reference: ${errors.join(', ')}`,
+      );
+      reportAgreement(`${model} ${variant} ${compat} ${layerIndex}`, got, full.results[compat][key]);
+    },
+  );
+
+  it('generates the greedy tokens of the dequantised weights', async () => {
+    const generation = await explainer.generate(await caseImage(ref), { prompt: ref.prompt, maxNewTokens: 5 });
+    expect(generation.tokenIds).toEqual(ref.greedy_ids);
   });
 });

@@ -13,7 +13,14 @@ import '@dexar/adapter-paligemma';
 import { readFileSync } from 'node:fs';
 import type { Explanation } from '@dexar/core';
 import type { Variant } from '@dexar/core/runtime';
-import { buildExplainGraph, DataType, type OnnxModel, readModel, ShapeInference } from '@dexar/onnx-graph';
+import {
+  buildExplainGraph,
+  DataType,
+  type NodeProto,
+  type OnnxModel,
+  readModel,
+  ShapeInference,
+} from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -120,39 +127,58 @@ describe.each(fusedTwins)('fused twin %s of %s', (fused, twin) => {
  */
 const U = 2 ** -11;
 const LAMBDA = 5;
-const gammaTilde = (n: number) => Math.exp(LAMBDA * Math.sqrt(n) * U + (n * U * U) / (1 - U)) - 1;
+const gammaTilde = (n: number, u = U) => Math.exp(LAMBDA * Math.sqrt(n) * u + (n * u * u) / (1 - u)) - 1;
 
-/** Longest chain of float16 roundings ending at each tensor, from the given depths of the graph inputs. */
-function roundingDepths(model: OnnxModel, inputs: Record<string, number>): Map<string, number> {
+/** Which node outputs are roundings: a float16 output (fp16), a dynamic uint8 quantization (q8). */
+type Rounds = (node: NodeProto, output: number, shapes: ShapeInference) => boolean;
+const HALF_ROUNDS: Rounds = (n, k, shapes) => shapes.type(n.output?.[k] ?? '') === DataType.FLOAT16;
+const DYNAMIC_QUANTIZATION_ROUNDS: Rounds = (n, k) =>
+  (n.opType === 'DynamicQuantizeLinear' && k === 0) || n.opType === 'DynamicQuantizeMatMul';
+
+/** Longest chain of roundings ending at each tensor, from the given depths of the graph inputs. */
+function roundingDepths(model: OnnxModel, inputs: Record<string, number>, rounds: Rounds): Map<string, number> {
   const shapes = new ShapeInference(model.graph, model.opsetVersion() ?? 17);
   const depth = new Map(Object.entries(inputs));
   for (const n of model.graph.topologicalOrder()) {
     const before = Math.max(0, ...(n.input ?? []).map((i) => depth.get(i) ?? 0));
-    for (const o of n.output ?? []) {
-      if (o) depth.set(o, before + (shapes.type(o) === DataType.FLOAT16 ? 1 : 0));
-    }
+    (n.output ?? []).forEach((o, k) => {
+      if (o) depth.set(o, before + (rounds(n, k, shapes) ? 1 : 0));
+    });
   }
   return depth;
 }
 
-const graph = (model: string, file: string) => readModel(readFileSync(`${zoo}/models/${model}/onnx/${file}_fp16.onnx`));
+const graph = (model: string, file: string, variant: Variant) =>
+  readModel(readFileSync(`${zoo}/models/${model}/onnx/${file}_${variant}.onnx`));
 
-/** n for the explain graph's gradient and attention rows of the fp16 decoder (the pixels' conversion counts 1). */
-function roundingChains(model: string, family: string): { gradientRows: number; attentionRows: number } {
-  const vision = roundingDepths(graph(model, 'vision_encoder'), { pixel_values: 1 }).get('image_features') ?? 0;
-  const embeds = roundingDepths(graph(model, 'embed_tokens'), {}).get('inputs_embeds') ?? 0;
+/**
+ * n for the explain graph's gradient and attention rows of a variant's decoder: the longest chain of
+ * roundings through the vision encoder (and Florence-2's encoder), the decoder's forward and the explain
+ * graph's backward (fp16: the pixels' conversion counts 1).
+ */
+function roundingChains(
+  model: string,
+  family: string,
+  variant: 'fp16' | 'quantized',
+): { gradientRows: number; attentionRows: number } {
+  const rounds = variant === 'fp16' ? HALF_ROUNDS : DYNAMIC_QUANTIZATION_ROUNDS;
+  const depths = (file: string, inputs: Record<string, number>, output: string) =>
+    roundingDepths(graph(model, file, variant), inputs, rounds).get(output) ?? 0;
+  const vision = depths('vision_encoder', { pixel_values: variant === 'fp16' ? 1 : 0 }, 'image_features');
+  const embeds = depths('embed_tokens', {}, 'inputs_embeds');
   // a float16 output read as float32 and fed again is not rounded again (binary16 values are float32 values)
   const decoderInputs: Record<string, number> =
     family === 'florence2'
       ? {
-          encoder_hidden_states:
-            roundingDepths(graph(model, 'encoder_model'), { inputs_embeds: Math.max(vision, embeds) }).get(
-              'last_hidden_state',
-            ) ?? 0,
+          encoder_hidden_states: depths(
+            'encoder_model',
+            { inputs_embeds: Math.max(vision, embeds) },
+            'last_hidden_state',
+          ),
           inputs_embeds: embeds,
         }
       : { inputs_embeds: Math.max(vision, embeds) };
-  const decoder = graph(model, 'decoder_model_merged');
+  const decoder = graph(model, 'decoder_model_merged', variant);
   const attention = family === 'florence2' ? 'cross' : 'self';
   const L = buildExplainGraph(decoder, { layers: [0], compat: 'official', attention }).hooks.layers.length;
   const ex = buildExplainGraph(decoder, {
@@ -160,10 +186,10 @@ function roundingChains(model: string, family: string): { gradientRows: number; 
     compat: 'official',
     attention,
   });
-  const depths = roundingDepths(ex.model, decoderInputs);
+  const explained = roundingDepths(ex.model, decoderInputs, rounds);
   return {
-    gradientRows: depths.get(ex.outputs.gradientRows) ?? 0,
-    attentionRows: depths.get(ex.outputs.attentionRows) ?? 0,
+    gradientRows: explained.get(ex.outputs.gradientRows) ?? 0,
+    attentionRows: explained.get(ex.outputs.attentionRows) ?? 0,
   };
 }
 
@@ -229,7 +255,7 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
       returnRaw: true,
     } as const;
     const raw = rawOf(await explainer.explain(image, request));
-    const chains = roundingChains(model, family);
+    const chains = roundingChains(model, family, 'fp16');
     for (const [rows, ref, n] of [
       ['gradientRows', half.raw.grad_rows, chains.gradientRows],
       ['attentionRows', half.raw.attn_rows, chains.attentionRows],
@@ -317,4 +343,70 @@ describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => 
     const generation = await explainer.generate(await caseImage(ref), { prompt: ref.prompt, maxNewTokens: 5 });
     expect(generation.tokenIds).toEqual(ref.greedy_ids);
   });
+});
+
+/**
+ * The tolerance of q8 (`_quantized`) rows, derived from the arithmetic. Each DynamicQuantizeLinear rounds
+ * its input x to the uint8 grid of step s = (max(0, max x) − min(0, min x)) / 255 ≤ 2·max|x| / 255: an error
+ * of at most s / 2 ≤ max|x| / 255 per element, relative to the tensor's largest magnitude u8 = 1/255 (the
+ * integer products and sums are exact, the float32 scaling adds float32 rounding only). The explain graph's
+ * backward differentiates the float function straight through and quantizes nothing. With the same model
+ * as fp16 above (independent mean-zero errors, no operation amplifying relative error, here taken normwise),
+ * n the longest chain of dynamic quantizations (counted on the graphs), the tolerance is γ̃_n(5) with u8:
+ * γ̃_n(5; u8) · max|reference|.
+ */
+const U8 = 1 / 255;
+
+describe.each(variantsOf(['quantized']))('%s, %s (q8) variant', (model) => {
+  const family = manifest.models[model]?.family ?? '';
+  const ref = referenceCases('quantized', `${zoo}/references/${model}`)[0] as ReferenceCase & {
+    greedy_ids: number[];
+  };
+  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
+  let explainer: Explainer;
+  beforeAll(async () => {
+    explainer = await open(model, 'q8');
+  });
+  afterAll(() => explainer?.release());
+
+  it('official, layerIndex 0: gradient and attention rows within the derived q8 bound of the dequantised-weights reference', async () => {
+    const image = await caseImage(ref);
+    const request = {
+      prompt: ref.prompt,
+      targetIds: ref.target_ids,
+      compat: 'official',
+      layerIndex: 0,
+      returnRaw: true,
+    } as const;
+    const raw = rawOf(await explainer.explain(image, request));
+    const chains = roundingChains(model, family, 'quantized');
+    for (const [rows, want, n] of [
+      ['gradientRows', ref.raw.grad_rows.flat(3), chains.gradientRows],
+      ['attentionRows', ref.raw.attn_rows.flat(3), chains.attentionRows],
+    ] as const) {
+      const tolerance = gammaTilde(n, U8) * Math.max(...want.map(Math.abs));
+      const error = maxAbs(raw[rows].flat(3), want);
+      console.log(
+        `${model} q8 ${rows}: max abs error ${error.toExponential(2)}, bound ${tolerance.toExponential(2)} (n = ${n} quantizations, γ̃_n(5; 1/255) = ${gammaTilde(n, U8).toExponential(2)})`,
+      );
+      expect(error, rows).toBeLessThan(tolerance);
+    }
+  });
+
+  it.each(referenceSettings)(
+    '%s, layerIndex %i: agreement of the maps with the dequantised-weights reference and the fp32 model (reported)',
+    async (compat, layerIndex) => {
+      const got = await explainer.explain(await caseImage(ref), {
+        prompt: ref.prompt,
+        targetIds: ref.target_ids,
+        compat,
+        layerIndex,
+      });
+      const key = `layer_index_${layerIndex}`;
+      const label = `${model} q8 ${compat} ${layerIndex}`;
+      reportAgreement(label, got, full.results[compat][key]);
+      const share = reportAgreement(label, got, ref.results[compat][key], 'dequantised-weights reference');
+      expect(share).toBeGreaterThan(0);
+    },
+  );
 });

@@ -1,6 +1,6 @@
 // The CLI on exports written by other exporters (fixtures/zoo): a merged decoder generates (it fed no
 // use_cache_branch before), an export whose multi-token calls are bidirectional is explained one
-// token per call, with a one-line notice, and `--variant fp16` explains a folder's half-precision graphs.
+// token per call, with a one-line notice, and `--variant fp16|q4|bnb4|q8` explains a folder's reduced graphs.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,6 +97,56 @@ describe('dexar on other exporters’ decoders', () => {
       const maps = JSON.parse(forced.stdout).perTokenHeatmaps as number[][][];
       const expected = reference.results.official.layer_index_0.per_token_heatmaps as number[][][];
       expect(maps.map((m) => argmax(m.flat()))).toEqual(expected.map((m) => argmax(m.flat())));
+      await readFile(join(out, 'forced', 'sentence.png'));
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
+  // q4 and bnb4 compute in float32 on dequantised weights, as the reference does: maps within 1e-4 and its
+  // greedy tokens; q8 quantizes activations at run time: its maps point where the reference's point
+  it.each([
+    ['q4', 'q4'],
+    ['bnb4', 'bnb4'],
+    ['q8', 'quantized'],
+  ])('explains --variant %s end to end', async (variant, referenceName) => {
+    const reference = await referenceOf('llava-hf-eager14', referenceName);
+    const out = await mkdtemp(join(tmpdir(), `dexar-cli-${variant}-`));
+    const explainVariant = (folder: string, ...options: string[]) =>
+      dexar(
+        'explain',
+        '--model',
+        join(zoo('models'), 'llava-hf-eager14'),
+        '--variant',
+        variant,
+        '--image',
+        join(zoo('references'), 'llava-hf-eager14/case0/image.png'),
+        '--prompt',
+        reference.prompt,
+        '--layer-index',
+        '0',
+        '--out',
+        join(out, folder),
+        '--json',
+        '--quiet',
+        ...options,
+      );
+    try {
+      const generated = await explainVariant('generated', '--max-new-tokens', String(reference.greedy_max_new_tokens));
+      expect(generated.stderr).toBe('');
+      expect(generated.code).toBe(0);
+      const tokenIds = JSON.parse(generated.stdout).tokenIds as number[];
+      if (variant === 'q8') expect(tokenIds).toHaveLength(reference.greedy_max_new_tokens);
+      else expect(tokenIds).toEqual(reference.greedy_ids);
+      const forced = await explainVariant('forced', '--target', reference.target);
+      expect(forced.code).toBe(0);
+      const maps = JSON.parse(forced.stdout).perTokenHeatmaps as number[][][];
+      const expected = reference.results.official.layer_index_0.per_token_heatmaps as number[][][];
+      if (variant === 'q8') expect(maps.map((m) => argmax(m.flat()))).toEqual(expected.map((m) => argmax(m.flat())));
+      else
+        expect(Math.max(...maps.flat(2).map((v, i) => Math.abs(v - (expected.flat(2)[i] as number))))).toBeLessThan(
+          1e-4,
+        );
       await readFile(join(out, 'forced', 'sentence.png'));
     } finally {
       await rm(out, { recursive: true, force: true });

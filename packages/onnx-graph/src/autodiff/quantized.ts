@@ -17,11 +17,11 @@ import { only, type VjpContext, type VjpRule } from './rules.js';
  */
 
 /**
- * The packed weight, read once the output gradient `g` exists. ONNX Runtime runs the nodes whose inputs are
- * all constants first: a dequantisation of the weight alone would run when the session starts its run, and
- * every explained layer's float32 weight would stay alive until the backward pass reaches it (measured on
- * llava-scale-1024 q8: peak RSS 1.88x generation's, 1.1x with this). A Reshape of the weight to its own
- * shape plus 0 · Size(g) ties it to the gradient at no cost (the Reshape aliases its input).
+ * The packed weight, read once the output gradient `g` exists. ONNX Runtime orders the nodes whose inputs
+ * are all constants first (seen in its optimised graph: the backward's DequantizeLinear ran before the
+ * forward's matmul), so a dequantisation of the weight alone could run when the run starts and keep every
+ * explained layer's float32 weight alive until the backward pass reaches it. A Reshape of the weight to its
+ * own shape plus 0 · Size(g) ties it to the gradient.
  */
 function whenNeeded(b: GraphBuilder, packed: string, g: string): string {
   const zero = b.op('Mul', [b.op('Size', [g]), b.int64(0)]);
@@ -34,19 +34,27 @@ function bytesAsFloat(b: GraphBuilder, packed: string): string {
 }
 
 /**
- * Splits packed bytes `[..., n]` (float32 0..255) into their `bits`-wide codes `[..., n * 8 / bits]`,
- * the lowest bits first (`lowFirst`, MatMulNBits and ONNX int4) or the highest first (bitsandbytes):
- * code j of byte v is floor(v / 2^(j·bits)) − 2^bits · floor(v / 2^((j+1)·bits)), exact in float32.
+ * Splits packed bytes `[..., n]` (the uint8 tensor `packed`, read as float32 0..255 by `bytes`) into their
+ * `bits`-wide codes `[..., n * 8 / bits]`, the lowest bits first (`lowFirst`, MatMulNBits and ONNX int4) or the
+ * highest first (bitsandbytes): with s_0 = v and s_(j+1) = floor(s_j / 2^bits), code j is
+ * s_j − 2^bits · s_(j+1), the last code s_(last); exact in float32.
  */
-function unpackCodes(b: GraphBuilder, bytes: string, bits: number, lowFirst: boolean): string {
+function unpackCodes(b: GraphBuilder, packed: string, bytes: string, bits: number, lowFirst: boolean): string {
   const per = 8 / bits;
   if (per === 1) return bytes;
-  const shifted = (j: number) => b.op('Floor', [b.op('Mul', [bytes, b.scalar(2 ** -(j * bits), DataType.FLOAT)])]);
-  const codes = Array.from({ length: per }, (_, j) =>
-    b.unsqueeze(b.op('Sub', [shifted(j), b.op('Mul', [shifted(j + 1), b.scalar(2 ** bits, DataType.FLOAT)])]), [-1]),
-  );
+  const codes: string[] = [];
+  let rest = bytes;
+  for (let j = 0; j < per; j++) {
+    if (j === per - 1) {
+      codes.push(b.unsqueeze(rest, [-1]));
+      break;
+    }
+    const next = b.op('Floor', [b.op('Mul', [rest, b.scalar(2 ** -bits, DataType.FLOAT)])]);
+    codes.push(b.unsqueeze(b.op('Sub', [rest, b.op('Mul', [next, b.scalar(2 ** bits, DataType.FLOAT)])]), [-1]));
+    rest = next;
+  }
   const stacked = b.op('Concat', lowFirst ? codes : codes.reverse(), { axis: -1 }); // [..., n, per]
-  const outer = b.op('Slice', [b.shapeOf(bytes), b.int64s([0]), b.int64s([-1])]);
+  const outer = b.op('Slice', [b.shapeOf(packed), b.int64s([0]), b.int64s([-1])]);
   return b.op('Reshape', [stacked, b.op('Concat', [outer, b.int64s([-1])], { axis: 0 })]);
 }
 
@@ -88,12 +96,12 @@ const matMulNBits: VjpRule = (ctx, grads) => {
   }
   const blocks = Math.ceil(K / blockSize);
   const g = only(ctx, grads);
-  const codes = unpackCodes(b, bytesAsFloat(b, whenNeeded(b, packed, g)), bits, true); // [N, blocks, block_size]
+  const codes = unpackCodes(b, packed, bytesAsFloat(b, whenNeeded(b, packed, g)), bits, true); // [N, blocks, block_size]
   let zero: string;
   if (!zeroPoints) zero = b.scalar(2 ** (bits - 1), DataType.FLOAT);
   else if (b.dtype(zeroPoints) === DataType.UINT8) {
     const rows = b.op('Reshape', [zeroPoints, b.int64s([N, -1])]);
-    const all = unpackCodes(b, bytesAsFloat(b, rows), bits, true); // [N, ceil(blocks·bits/8)·8/bits]
+    const all = unpackCodes(b, rows, bytesAsFloat(b, rows), bits, true); // [N, ceil(blocks·bits/8)·8/bits]
     zero = b.unsqueeze(b.op('Slice', [all, b.int64s([0]), b.int64s([blocks]), b.int64s([1])]), [-1]);
   } else zero = b.op('Reshape', [b.cast(zeroPoints, DataType.FLOAT), b.int64s([N, blocks, 1])]);
   const scale = b.op('Reshape', [b.cast(scales, DataType.FLOAT), b.int64s([N, blocks, 1])]);
@@ -131,7 +139,7 @@ const matMulBnb4: VjpRule = (ctx, grads) => {
   const count = N * K;
   const blocks = Math.ceil(count / blockSize);
   const g = only(ctx, grads);
-  const codes = unpackCodes(b, bytesAsFloat(b, whenNeeded(b, packed, g)), 4, false); // [2 · ceil(N·K / 2)]
+  const codes = unpackCodes(b, packed, bytesAsFloat(b, whenNeeded(b, packed, g)), 4, false); // [2 · ceil(N·K / 2)]
   const index = b.cast(b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), DataType.INT64);
   const values = b.op('Gather', [b.constant(DataType.FLOAT, [16], book), index], { axis: 0 }); // [N·K]
   const perBlock = b.op('Expand', [b.unsqueeze(b.cast(absmax, DataType.FLOAT), [-1]), b.int64s([blocks, blockSize])]);
@@ -157,7 +165,7 @@ const dynamicQuantizeMatMul: VjpRule = (ctx, grads) => {
   const quantization = [perTensor(scale), ...(zeroPoint ? [perTensor(zeroPoint)] : [])];
   const g = only(ctx, grads);
   const w = b.op('DequantizeLinear', [whenNeeded(b, weight, g), ...quantization], { axis: 1 }); // [K, N]
-  return [timesTransposed(b, g, w)];
+  return [timesTransposed(b, g, w, weight)];
 };
 
 /**

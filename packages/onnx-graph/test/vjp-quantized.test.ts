@@ -328,6 +328,26 @@ describe('quantized matmul VJP rules against central finite differences (onnxrun
   });
 });
 
+describe('quantized matmuls refused by name', () => {
+  it('MatMulNBits with g_idx (act-order)', () => {
+    const c = matMulNBitsCase({ name: 'g_idx', K: 32, N: 4, bits: 4, blockSize: 16, zeroPoints: true, seed: 9 });
+    const n = c.nodes[0] as NodeProto;
+    n.input = [...(n.input ?? []), 'g_idx'];
+    const model = forwardModel(
+      {
+        nodes: c.nodes,
+        initializers: [...c.initializers, makeTensor('g_idx', DataType.INT32, [32], new Array(32).fill(0))],
+      },
+      c.a,
+      DataType.FLOAT,
+    );
+    const b = new GraphBuilder(model, { prefix: 'grad' });
+    expect(() => buildGradient(b, { output: 'y', wrt: ['a'] })).toThrow(
+      /^MatMulNBits node MatMulNBits_y has g_idx \(act-order\); only weights quantized in K order are differentiated$/,
+    );
+  });
+});
+
 describe('DynamicQuantizeLinear → MatMulInteger → Cast → Mul fused into DynamicQuantizeMatMul', () => {
   // ONNX Runtime's dynamic quantizer writes this for every MatMul of a `_quantized` decoder
   const K = 6;

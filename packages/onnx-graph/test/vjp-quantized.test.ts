@@ -1,4 +1,7 @@
-import type * as ort from 'onnxruntime-node';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildGradient } from '../src/autodiff/gradient.js';
 import { QUANTIZED_VJP_RULES } from '../src/autodiff/quantized.js';
@@ -325,6 +328,44 @@ describe('quantized matmul VJP rules against central finite differences (onnxrun
       results.push(`  ${`${c.rule}: ${c.name}`.padEnd(80)} ${err.toExponential(2)}`);
       expect(err).toBeLessThan(FD_TOLERANCE);
     });
+  });
+});
+
+describe('the backward products under ONNX Runtime’s full optimisation (the explain session’s level)', () => {
+  // its constant folding and fusions must neither fail on the dequantisation nor fold it into a float32 weight
+  it.each(CASES.filter((c) => !c.float32Twin))('$rule: $name', async (c) => {
+    const dtype = DataType.FLOAT;
+    const symbolic = ['T', ...c.a.slice(1)];
+    const model = readModel(writeModel(forwardModel(c, c.a, dtype)));
+    model.graph.proto.input = [valueInfo('a', dtype, symbolic)];
+    model.graph.invalidate();
+    const b = new GraphBuilder(model, { prefix: 'grad' });
+    const grad = buildGradient(b, { output: 'y', wrt: ['a'] }).get('a') as string;
+    model.graph.addNode({ name: 'out', opType: 'Identity', input: [grad], output: ['da'] });
+    model.graph.proto.output?.push(valueInfo('da', dtype));
+    model.graph.invalidate();
+    const optimized = join(mkdtempSync(join(tmpdir(), 'dexar-quantized-')), 'optimized.onnx');
+    const session = await ort.InferenceSession.create(writeModel(model), {
+      graphOptimizationLevel: 'all',
+      optimizedModelFilePath: optimized,
+      extra: { session: { disable_prepacking: '1' } },
+    });
+    const next = rng(77);
+    const a = randomFloats(next, count(c.a), -1, 1);
+    const got = tensorValues((await session.run({ a: makeOrtTensor(dtype, c.a, a) })).da as ort.Tensor);
+    const y = tensorValues(
+      (await runModel(forwardModel(c, c.a, dtype), { a: makeOrtTensor(dtype, c.a, a) })).y as ort.Tensor,
+    );
+    const want = await analyticGradient(c, dtype, a, new Array(y.length).fill(1), [
+      ...c.a.slice(0, -1),
+      y.length / count(c.a.slice(0, -1)),
+    ]);
+    expect(relError(got, want)).toBeLessThan(1e-6);
+    const folded = (readModel(readFileSync(optimized)).graph.proto.initializer ?? []).filter(
+      (t) => t.dataType === DataType.FLOAT && (t.dims ?? []).map(Number).reduce((p, d) => p * d, 1) >= 64,
+    );
+    expect(folded.map((t) => t.name)).toEqual([]);
+    await session.release();
   });
 });
 

@@ -9,52 +9,43 @@ import { only, type VjpContext, type VjpRule } from './rules.js';
  * Vector-Jacobian rules of the quantized matmuls, with respect to the activation input only (the
  * weights are constants, docs/supported-exports.md "Variants: quantized").
  *
- * Each backward product dequantises its packed weight at run time, from a DequantizeLinear of the
- * packed bytes: ONNX Runtime's constant folding leaves DequantizeLinear nodes on initializers alone
- * (they are its QDQ fusion points), so a layer's float32 weight exists only while its product runs,
- * never for the whole session. A transposed packed copy would be exact only for per-tensor scales:
+ * Each backward product dequantises its packed weight at run time, from the packed constants read tied
+ * to the output gradient (`whenNeeded`): nothing of it is a constant-only subgraph, so ONNX Runtime
+ * folds none of it into a float32 copy at session creation, and a layer's float32 weight exists only
+ * while its product runs. A transposed packed copy would be exact only for per-tensor scales:
  * MatMulNBits' blocks run along K, the transposed product would need them along N.
  */
 
 /**
- * The packed weight, read once the output gradient `g` exists. ONNX Runtime orders the nodes whose inputs
- * are all constants first (seen in its optimised graph: the backward's DequantizeLinear ran before the
- * forward's matmul), so a dequantisation of the weight alone could run when the run starts and keep every
- * explained layer's float32 weight alive until the backward pass reaches it. A Reshape of the weight to its
- * own shape plus 0 · Size(g) ties it to the gradient.
+ * A constant of the packed weight (codes, scales, zero points), read once the output gradient `g`
+ * exists: a Reshape to `shape` (its own by default) plus 0 · Size(g); one Reshape, as ONNX Runtime 1.30's
+ * fusion of two consecutive Reshapes fails on a computed shape. Computed from constants alone, its
+ * dequantisation would be folded into a float32 initializer for the whole session (ONNX Runtime's
+ * constant folding), or, where it is not folded (a DequantizeLinear), ordered first in the run (seen
+ * in ONNX Runtime's optimised graph: the backward's DequantizeLinear ran before the forward's matmul)
+ * and kept alive until the backward pass reaches it.
  */
-function whenNeeded(b: GraphBuilder, packed: string, g: string): string {
+function whenNeeded(b: GraphBuilder, constant: string, g: string, shape?: readonly number[]): string {
   const zero = b.op('Mul', [b.op('Size', [g]), b.int64(0)]);
-  return b.op('Reshape', [packed, b.op('Add', [b.shapeOf(packed), zero])]);
-}
-
-/** The bytes of a uint8 constant as float32 0..255, computed at run time (not constant-folded). */
-function bytesAsFloat(b: GraphBuilder, packed: string): string {
-  return b.op('DequantizeLinear', [packed, b.scalar(1, DataType.FLOAT), b.scalar(0, DataType.UINT8)]);
+  const target = shape ? b.int64s(shape) : b.shapeOf(constant);
+  return b.op('Reshape', [constant, b.op('Add', [target, zero])]);
 }
 
 /**
- * Splits packed bytes `[..., n]` (the uint8 tensor `packed`, read as float32 0..255 by `bytes`) into their
- * `bits`-wide codes `[..., n * 8 / bits]`, the lowest bits first (`lowFirst`, MatMulNBits and ONNX int4) or the
- * highest first (bitsandbytes): with s_0 = v and s_(j+1) = floor(s_j / 2^bits), code j is
- * s_j − 2^bits · s_(j+1), the last code s_(last); exact in float32.
+ * Splits packed uint8 bytes `[..., n]` into their `bits`-wide codes `[..., n * 8 / bits]` (uint8), the lowest
+ * bits first (`lowFirst`, MatMulNBits and ONNX int4) or the highest first (bitsandbytes): code j of byte v is
+ * (v << (8 − bits·(j+1))) >> (8 − bits) in uint8, the left shift dropping the bits above it.
  */
-function unpackCodes(b: GraphBuilder, packed: string, bytes: string, bits: number, lowFirst: boolean): string {
+function unpackCodes(b: GraphBuilder, bytes: string, bits: number, lowFirst: boolean): string {
   const per = 8 / bits;
   if (per === 1) return bytes;
-  const codes: string[] = [];
-  let rest = bytes;
-  for (let j = 0; j < per; j++) {
-    if (j === per - 1) {
-      codes.push(b.unsqueeze(rest, [-1]));
-      break;
-    }
-    const next = b.op('Floor', [b.op('Mul', [rest, b.scalar(2 ** -bits, DataType.FLOAT)])]);
-    codes.push(b.unsqueeze(b.op('Sub', [rest, b.op('Mul', [next, b.scalar(2 ** bits, DataType.FLOAT)])]), [-1]));
-    rest = next;
-  }
+  const shift = (x: string, by: number, direction: 'LEFT' | 'RIGHT') =>
+    by === 0 ? x : b.op('BitShift', [x, b.constant(DataType.UINT8, [], [by])], { direction });
+  const codes = Array.from({ length: per }, (_, j) =>
+    b.unsqueeze(shift(shift(bytes, 8 - bits * (j + 1), 'LEFT'), 8 - bits, 'RIGHT'), [-1]),
+  );
   const stacked = b.op('Concat', lowFirst ? codes : codes.reverse(), { axis: -1 }); // [..., n, per]
-  const outer = b.op('Slice', [b.shapeOf(packed), b.int64s([0]), b.int64s([-1])]);
+  const outer = b.op('Slice', [b.shapeOf(bytes), b.int64s([0]), b.int64s([-1])]);
   return b.op('Reshape', [stacked, b.op('Concat', [outer, b.int64s([-1])], { axis: 0 })]);
 }
 
@@ -96,15 +87,16 @@ const matMulNBits: VjpRule = (ctx, grads) => {
   }
   const blocks = Math.ceil(K / blockSize);
   const g = only(ctx, grads);
-  const codes = unpackCodes(b, packed, bytesAsFloat(b, whenNeeded(b, packed, g)), bits, true); // [N, blocks, block_size]
+  const toFloat = (t: string) => b.cast(t, DataType.FLOAT);
+  const codes = toFloat(unpackCodes(b, whenNeeded(b, packed, g), bits, true)); // [N, blocks, block_size]
   let zero: string;
   if (!zeroPoints) zero = b.scalar(2 ** (bits - 1), DataType.FLOAT);
   else if (b.dtype(zeroPoints) === DataType.UINT8) {
-    const rows = b.op('Reshape', [zeroPoints, b.int64s([N, -1])]);
-    const all = unpackCodes(b, rows, bytesAsFloat(b, rows), bits, true); // [N, ceil(blocks·bits/8)·8/bits]
-    zero = b.unsqueeze(b.op('Slice', [all, b.int64s([0]), b.int64s([blocks]), b.int64s([1])]), [-1]);
-  } else zero = b.op('Reshape', [b.cast(zeroPoints, DataType.FLOAT), b.int64s([N, blocks, 1])]);
-  const scale = b.op('Reshape', [b.cast(scales, DataType.FLOAT), b.int64s([N, blocks, 1])]);
+    const rows = whenNeeded(b, zeroPoints, g, [N, -1]);
+    const all = unpackCodes(b, rows, bits, true); // [N, ceil(blocks·bits/8)·8/bits]
+    zero = toFloat(b.unsqueeze(b.op('Slice', [all, b.int64s([0]), b.int64s([blocks]), b.int64s([1])]), [-1]));
+  } else zero = toFloat(whenNeeded(b, zeroPoints, g, [N, blocks, 1]));
+  const scale = toFloat(whenNeeded(b, scales, g, [N, blocks, 1]));
   const padded = b.op('Reshape', [b.op('Mul', [b.op('Sub', [codes, zero]), scale]), b.int64s([N, blocks * blockSize])]);
   const w = blocks * blockSize === K ? padded : b.op('Slice', [padded, b.int64s([0]), b.int64s([K]), b.int64s([1])]);
   return [productBack(ctx, g, w)];
@@ -139,10 +131,11 @@ const matMulBnb4: VjpRule = (ctx, grads) => {
   const count = N * K;
   const blocks = Math.ceil(count / blockSize);
   const g = only(ctx, grads);
-  const codes = unpackCodes(b, packed, bytesAsFloat(b, whenNeeded(b, packed, g)), 4, false); // [2 · ceil(N·K / 2)]
-  const index = b.cast(b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), DataType.INT64);
+  const codes = unpackCodes(b, whenNeeded(b, packed, g), 4, false); // [2 · ceil(N·K / 2)]
+  const index = b.cast(b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), DataType.INT32);
   const values = b.op('Gather', [b.constant(DataType.FLOAT, [16], book), index], { axis: 0 }); // [N·K]
-  const perBlock = b.op('Expand', [b.unsqueeze(b.cast(absmax, DataType.FLOAT), [-1]), b.int64s([blocks, blockSize])]);
+  const blockScale = b.cast(whenNeeded(b, absmax, g, [blocks, 1]), DataType.FLOAT);
+  const perBlock = b.op('Expand', [blockScale, b.int64s([blocks, blockSize])]);
   const scale = b.op('Slice', [b.op('Reshape', [perBlock, b.int64s([-1])]), b.int64s([0]), b.int64s([count])]);
   const w = b.op('Reshape', [b.op('Mul', [values, scale]), b.int64s([N, K])]);
   return [productBack(ctx, g, w)];

@@ -235,6 +235,42 @@ function reportAgreement(label: string, got: Explanation, ref: ReferenceResult |
   return pointing / maps.length;
 }
 
+/**
+ * The gradient and attention rows (official, layer index 0) of a variant within the tolerance derived from its
+ * arithmetic, γ̃_n(5) with its unit (fp16: u = 2^-11 per rounding; q8: u8 = 1/255 per dynamic quantization), times
+ * max |reference|.
+ */
+async function expectRowsWithinDerivedBound(
+  explainer: Explainer,
+  model: string,
+  family: string,
+  variant: 'fp16' | 'quantized',
+  ref: ReferenceCase,
+) {
+  const request = {
+    prompt: ref.prompt,
+    targetIds: ref.target_ids,
+    compat: 'official',
+    layerIndex: 0,
+    returnRaw: true,
+  } as const;
+  const raw = rawOf(await explainer.explain(await caseImage(ref), request));
+  const chains = roundingChains(model, family, variant);
+  const [unit, steps] = variant === 'fp16' ? [U, 'roundings'] : [U8, 'quantizations'];
+  for (const [rows, reference, n] of [
+    ['gradientRows', ref.raw.grad_rows, chains.gradientRows],
+    ['attentionRows', ref.raw.attn_rows, chains.attentionRows],
+  ] as const) {
+    const want = reference.flat(3);
+    const tolerance = gammaTilde(n, unit) * Math.max(...want.map(Math.abs));
+    const error = maxAbs(raw[rows].flat(3), want);
+    console.log(
+      `${model} ${variant} ${rows}: max abs error ${error.toExponential(2)}, bound ${tolerance.toExponential(2)} (n = ${n} ${steps}, γ̃_n(5) = ${gammaTilde(n, unit).toExponential(2)})`,
+    );
+    expect(error, rows).toBeLessThan(tolerance);
+  }
+}
+
 describe.each(fp16Models)('%s, fp16 variant', (model) => {
   const family = manifest.models[model]?.family ?? '';
   const half = referenceCases('fp16', `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
@@ -245,30 +281,8 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
   });
   afterAll(() => explainer?.release());
 
-  it('official, layerIndex 0: gradient and attention rows within the derived fp16 bound of the fp16-weights reference', async () => {
-    const image = await caseImage(half);
-    const request = {
-      prompt: half.prompt,
-      targetIds: half.target_ids,
-      compat: 'official',
-      layerIndex: 0,
-      returnRaw: true,
-    } as const;
-    const raw = rawOf(await explainer.explain(image, request));
-    const chains = roundingChains(model, family, 'fp16');
-    for (const [rows, ref, n] of [
-      ['gradientRows', half.raw.grad_rows, chains.gradientRows],
-      ['attentionRows', half.raw.attn_rows, chains.attentionRows],
-    ] as const) {
-      const want = ref.flat(3);
-      const tolerance = gammaTilde(n) * Math.max(...want.map(Math.abs));
-      const error = maxAbs(raw[rows].flat(3), want);
-      console.log(
-        `${model} fp16 ${rows}: max abs error ${error.toExponential(2)}, bound ${tolerance.toExponential(2)} (n = ${n} roundings, γ̃_n(5) = ${gammaTilde(n).toExponential(2)})`,
-      );
-      expect(error, rows).toBeLessThan(tolerance);
-    }
-  });
+  it('official, layerIndex 0: gradient and attention rows within the derived fp16 bound of the fp16-weights reference', () =>
+    expectRowsWithinDerivedBound(explainer, model, family, 'fp16', half));
 
   it.each(referenceSettings)(
     '%s, layerIndex %i: every token map points where the fp16-weights reference points (agreement with fp32 reported)',
@@ -369,29 +383,8 @@ describe.each(variantsOf(['quantized']))('%s, %s (q8) variant', (model) => {
   });
   afterAll(() => explainer?.release());
 
-  it('official, layerIndex 0: gradient and attention rows within the derived q8 bound of the dequantised-weights reference', async () => {
-    const image = await caseImage(ref);
-    const request = {
-      prompt: ref.prompt,
-      targetIds: ref.target_ids,
-      compat: 'official',
-      layerIndex: 0,
-      returnRaw: true,
-    } as const;
-    const raw = rawOf(await explainer.explain(image, request));
-    const chains = roundingChains(model, family, 'quantized');
-    for (const [rows, want, n] of [
-      ['gradientRows', ref.raw.grad_rows.flat(3), chains.gradientRows],
-      ['attentionRows', ref.raw.attn_rows.flat(3), chains.attentionRows],
-    ] as const) {
-      const tolerance = gammaTilde(n, U8) * Math.max(...want.map(Math.abs));
-      const error = maxAbs(raw[rows].flat(3), want);
-      console.log(
-        `${model} q8 ${rows}: max abs error ${error.toExponential(2)}, bound ${tolerance.toExponential(2)} (n = ${n} quantizations, γ̃_n(5; 1/255) = ${gammaTilde(n, U8).toExponential(2)})`,
-      );
-      expect(error, rows).toBeLessThan(tolerance);
-    }
-  });
+  it('official, layerIndex 0: gradient and attention rows within the derived q8 bound of the dequantised-weights reference', () =>
+    expectRowsWithinDerivedBound(explainer, model, family, 'quantized', ref));
 
   it.each(referenceSettings)(
     '%s, layerIndex %i: agreement of the maps with the dequantised-weights reference and the fp32 model (reported)',

@@ -29,6 +29,7 @@ const serve = (model: ServeOptions['model'], queue = 16) =>
   startServer({
     model,
     name: 'shapes-llava',
+    variant: 'fp32',
     runtime: { name: 'onnxruntime-node', executionProvider: 'cpu', threads: null },
     queue,
     host: '127.0.0.1',
@@ -91,7 +92,7 @@ describe('dexar serve: the API', () => {
 
   it('answers info, health and the JSON Schema of every body', async () => {
     const info = InfoSchema.parse(await (await fetch(new URL('api/info', server.url))).json());
-    expect(info.model).toEqual({ name: 'shapes-llava', family: 'llava', numLayers: 4 });
+    expect(info.model).toEqual({ name: 'shapes-llava', family: 'llava', numLayers: 4, variant: 'fp32' });
     expect(info.limits.imageBytes).toBe(64 * 1024 * 1024);
     expect(HealthSchema.parse(await (await fetch(new URL('api/health', server.url))).json())).toEqual({
       status: 'ok',

@@ -1,7 +1,7 @@
 import './style.css';
 import { type ColormapName, type Explanation, overlayHeatmap, type RgbaImage, resample } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
-import { checkImageHeader } from '@dexar/core/runtime';
+import { checkImageHeader, type Variant } from '@dexar/core/runtime';
 import type { StreamedToken } from '@dexar/explain';
 import { encodePng, encodePngBytes, toImageData } from '@dexar/runtime-web';
 import type { BuiltinManifest } from './builtin.js';
@@ -24,6 +24,7 @@ const ui = {
   prompt: $<HTMLTextAreaElement>('prompt'),
   target: $<HTMLInputElement>('target'),
   modelName: $<HTMLSpanElement>('model-name'),
+  variant: $<HTMLSelectElement>('variant'),
   builtinModel: $<HTMLButtonElement>('builtin-model'),
   pickModel: $<HTMLButtonElement>('pick-model'),
   modelInput: $<HTMLInputElement>('model-input'),
@@ -81,7 +82,7 @@ interface State {
 }
 const state: State = { modelLabel: '', selected: -1, busy: false };
 
-const busyButtons = () => [ui.explain, ui.builtinModel, ui.pickModel];
+const busyButtons = () => [ui.explain, ui.builtinModel, ui.pickModel, ui.variant];
 
 function setBusy(busy: boolean) {
   state.busy = busy;
@@ -163,15 +164,23 @@ async function init() {
   }
 }
 
-async function openModel(source: PageModel, label: string) {
+/** Whether the page names the weight variant that runs: one other than fp32, or one of several. */
+const variantNamed = () => !!state.opened && (state.opened.variant !== 'fp32' || state.opened.variants.length > 1);
+
+/** A folder with several weight variants opens its fp32 graphs (or its first variant); the select picks another. */
+async function openModel(source: PageModel, label: string, variant?: Variant) {
   setBusy(true);
   ui.modelName.textContent = `${label} (opening…)`;
   try {
     state.opened = undefined;
-    state.opened = await pipeline.open(source, showProgress);
+    state.opened = await pipeline.open(source, showProgress, variant);
     state.modelSource = source;
     state.modelLabel = label;
-    ui.modelName.textContent = `${label} · ${state.opened.family}, ${state.opened.numLayers} layers`;
+    const { family, numLayers, variants } = state.opened;
+    const weights = variantNamed() ? `, ${state.opened.variant} weights` : '';
+    ui.modelName.textContent = `${label} · ${family}, ${numLayers} layers${weights}`;
+    ui.variant.replaceChildren(...variants.map((v) => new Option(v, v, false, v === state.opened?.variant)));
+    ui.variant.hidden = variants.length < 2;
     showProgress();
     setStatus(state.image ? 'Ready: press Explain.' : 'Ready: choose an image.', 'done');
   } catch (error) {
@@ -265,8 +274,9 @@ async function runExplain() {
     await showResult(explained);
     showProgress();
     const method = explained.result.method === 'dexar' ? '' : ` with ${explained.result.method}`;
+    const weights = variantNamed() ? ` (${state.opened?.variant} weights)` : '';
     setStatus(
-      `Explained ${explained.result.tokens.length} tokens${method} in ${(explained.ms / 1000).toFixed(2)} s.`,
+      `Explained ${explained.result.tokens.length} tokens${method}${weights} in ${(explained.ms / 1000).toFixed(2)} s.`,
       'done',
     );
     document.body.dataset.explainMs = explained.ms.toFixed(1);
@@ -608,6 +618,9 @@ for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="mod
 }
 
 ui.builtinModel.addEventListener('click', () => void openBuiltin());
+ui.variant.addEventListener('change', () => {
+  if (state.modelSource) void openModel(state.modelSource, state.modelLabel, ui.variant.value as Variant);
+});
 ui.pickModel.addEventListener('click', async () => {
   const picker = (window as { showDirectoryPicker?: (o?: object) => Promise<FileSystemDirectoryHandle> })
     .showDirectoryPicker;

@@ -1,5 +1,6 @@
 import type { RgbaImage } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
+import type { Variant } from '@dexar/core/runtime';
 import type { StreamedToken } from '@dexar/explain';
 import type { WebBackendInfo } from '@dexar/runtime-web';
 import type { BuiltinManifest } from './builtin.js';
@@ -15,7 +16,8 @@ export interface Pipeline {
   start(): Promise<PageStart>;
   /** Starts the runtime (the browser's picks an execution provider); says what runs the model and where. */
   init(executionProvider: 'auto' | 'wasm' | 'webgpu', threads?: number): Promise<RuntimeInfo>;
-  open(source: PageModel, onProgress: (e: ProgressEvent) => void): Promise<Opened>;
+  /** `variant`: the weight variant to open (a folder's fp32 graphs, else its first variant, when left out). */
+  open(source: PageModel, onProgress: (e: ProgressEvent) => void, variant?: Variant): Promise<Opened>;
   /** The image as the pipeline decodes it (the end-to-end test compares it with sharp's). */
   decode(bytes: Uint8Array): Promise<RgbaImage>;
   /** Explains; DEX-AR on the model's own answer reports each token with its map as it is generated. */
@@ -104,9 +106,9 @@ export class WorkerPipeline implements Pipeline {
     };
   }
 
-  open(source: PageModel, onProgress: (e: ProgressEvent) => void): Promise<Opened> {
+  open(source: PageModel, onProgress: (e: ProgressEvent) => void, variant?: Variant): Promise<Opened> {
     if (source.kind === 'server') throw new Error('this page runs the model itself: open a model folder or URL');
-    return this.call<Opened>({ type: 'open', source }, onProgress);
+    return this.call<Opened>({ type: 'open', source, ...(variant ? { variant } : {}) }, onProgress);
   }
 
   decode(bytes: Uint8Array): Promise<RgbaImage> {

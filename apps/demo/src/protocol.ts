@@ -1,5 +1,6 @@
 import type { Compat, Explanation, RgbaImage } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
+import type { Variant } from '@dexar/core/runtime';
 import type { StreamedToken } from '@dexar/explain';
 import type { PickedFile, WebBackendInfo } from '@dexar/runtime-web';
 
@@ -26,7 +27,8 @@ export interface ExplainInput {
 
 export type Request =
   | { id: number; type: 'init'; executionProvider: 'auto' | 'wasm' | 'webgpu'; wasmPaths: string; threads?: number }
-  | { id: number; type: 'open'; source: ModelSource }
+  /** `variant`: the weight variant to open; the folder's fp32 graphs, or else its first variant, when left out. */
+  | { id: number; type: 'open'; source: ModelSource; variant?: Variant }
   | { id: number; type: 'decode'; image: Uint8Array }
   | { id: number; type: 'explain'; input: ExplainInput }
   | { id: number; type: 'clear-cache' };
@@ -35,6 +37,9 @@ export interface Opened {
   family: string;
   numLayers: number;
   location: string;
+  /** The weight variant opened, and every variant whose decoder the folder holds (in `VARIANTS` order). */
+  variant: Variant;
+  variants: Variant[];
 }
 
 export interface Explained {

@@ -1,5 +1,6 @@
 import type { Explanation, RgbaImage } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
+import type { Variant } from '@dexar/core/runtime';
 import type { StreamedToken } from '@dexar/explain';
 import { decodeImage } from '@dexar/runtime-web';
 import type { PageStart, Pipeline, RuntimeInfo } from './pipeline.js';
@@ -7,7 +8,7 @@ import type { Explained, ExplainInput, Opened } from './protocol.js';
 
 /** What `GET api/info` answers (the server's `InfoSchema`). */
 interface ServerInfo {
-  model: { name: string; family: string; numLayers: number };
+  model: { name: string; family: string; numLayers: number; variant: Variant };
   runtime: { name: string; executionProvider: string; threads: number | null };
   example: { image: string; prompt: string };
 }
@@ -54,7 +55,8 @@ export class ServerPipeline implements Pipeline {
 
   async open(): Promise<Opened> {
     const { model } = await this.serverInfo();
-    return { family: model.family, numLayers: model.numLayers, location: model.name };
+    const { family, numLayers, name, variant } = model;
+    return { family, numLayers, location: name, variant, variants: [variant] };
   }
 
   decode(bytes: Uint8Array): Promise<RgbaImage> {

@@ -4,6 +4,7 @@ import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import type { RgbaImage } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
+import { VARIANTS, type Variant, variantPath } from '@dexar/core/runtime';
 import { explainMethod } from '@dexar/eval';
 import { Explainer, type StreamedToken } from '@dexar/explain';
 import {
@@ -27,9 +28,10 @@ let report: ((event: ProgressEvent) => void) | undefined;
 const post = (reply: Reply, transfer: Transferable[] = []) => self.postMessage(reply, transfer);
 const mb = (n: number) => (n / 1e6).toFixed(1);
 
-async function folderOf(source: ModelSource): Promise<WebModelFolder> {
+async function folderOf(source: ModelSource, variant: Variant = 'fp32'): Promise<WebModelFolder> {
   if (source.kind === 'url') {
     return new UrlModelFolder(new URL(source.url, self.location.href), {
+      variant,
       onDownload: ({ path, loaded, total }) =>
         report?.({
           stage: 'load',
@@ -38,8 +40,20 @@ async function folderOf(source: ModelSource): Promise<WebModelFolder> {
         }),
     });
   }
-  if (source.kind === 'files') return new FileModelFolder(source.files, source.name ? { name: source.name } : {});
-  return openDirectoryHandle(source.handle);
+  if (source.kind === 'files') {
+    return new FileModelFolder(source.files, { variant, ...(source.name ? { name: source.name } : {}) });
+  }
+  return openDirectoryHandle(source.handle, { variant });
+}
+
+/** The weight variants whose decoder a picked folder holds (a URL folder is not listed: its fp32 graphs). */
+async function variantsIn(source: ModelSource): Promise<Variant[]> {
+  if (source.kind === 'url') return ['fp32'];
+  const folder = await folderOf(source);
+  const decoder = 'onnx/decoder_model_merged.onnx';
+  const held = await Promise.all(VARIANTS.map((v) => folder.exists(variantPath(decoder, v))));
+  // q8 and quantized name the same file
+  return VARIANTS.filter((v, i) => held[i] && v !== 'quantized');
 }
 
 async function handle(
@@ -61,13 +75,17 @@ async function handle(
       const previous = explainer;
       explainer = undefined;
       await previous?.release();
-      const folder = await folderOf(request.source);
+      const variants = await variantsIn(request.source);
+      const variant = request.variant ?? (variants.includes('fp32') ? 'fp32' : (variants[0] ?? 'fp32'));
+      const folder = await folderOf(request.source, variant);
       report = progress;
       explainer = await Explainer.open({ backend, folder, onProgress: (e) => report?.(e) });
       const opened: Opened = {
         family: explainer.model.family,
         numLayers: explainer.model.numLayers,
         location: folder.location,
+        variant,
+        variants,
       };
       return opened;
     }

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,6 +130,47 @@ describe('the demo in headless Chromium', () => {
       // Each token is shown decoded on its own (the word-start marker dropped): "a", "red", "circle".
       const text = (await page.locator('#tokens .token:not(.sentence) .t').allTextContents()).join('');
       expect(text.replace(/\s+/g, '')).toBe('aredcircle');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it('lets the user pick a weight variant when the folder holds several, and says which one ran', async () => {
+    const { page } = ctx;
+    const work = mkdtempSync(join(tmpdir(), 'dexar-variants-'));
+    try {
+      // the zoo's llava with its fp32 and q4 graphs only
+      const folder = join(work, 'llava-hf-eager14');
+      cpSync(join(repoRoot, 'fixtures/zoo/models/llava-hf-eager14'), folder, {
+        recursive: true,
+        filter: (src) => !/\.dexar-[0-9a-f]+\.(onnx|json)$|_(fp16|bnb4|quantized)\.onnx$/.test(src),
+      });
+      await page.setInputFiles('#model-input', folder);
+      await page.waitForFunction(() =>
+        /weights$|failed/.test(document.getElementById('model-name')?.textContent ?? ''),
+      );
+      expect(await page.textContent('#model-name')).toBe('llava-hf-eager14 · llava, 3 layers, fp32 weights');
+      expect(await page.locator('#variant option').allTextContents()).toEqual(['fp32', 'q4']);
+      await page.selectOption('#variant', 'q4');
+      await page.waitForFunction(() =>
+        /q4 weights$|failed/.test(document.getElementById('model-name')?.textContent ?? ''),
+      );
+      expect(await page.textContent('#model-name')).toBe('llava-hf-eager14 · llava, 3 layers, q4 weights');
+      const reference = JSON.parse(
+        readFileSync(join(repoRoot, 'fixtures/zoo/references/llava-hf-eager14/q4/case0/case.json'), 'utf8'),
+      );
+      await page.setInputFiles(
+        '#image-input',
+        join(repoRoot, 'fixtures/zoo/references/llava-hf-eager14/case0/image.png'),
+      );
+      await page.fill('#prompt', reference.prompt);
+      await page.check('input[name="mode"][value="target"]');
+      await page.fill('#target', reference.target);
+      await page.click('#explain');
+      await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), null, {
+        timeout: 90_000,
+      });
+      expect(await page.textContent('#status')).toMatch(/^Explained \d+ tokens \(q4 weights\) in /);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

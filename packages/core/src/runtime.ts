@@ -38,14 +38,18 @@ export type Variant = (typeof VARIANTS)[number];
 /** A file dexar derives from a model and caches with it: an explain graph (`NAME.dexar-KEY.onnx`) and its probe record (`NAME.dexar-KEY.json`). */
 export const isDerivedFile = (path: string): boolean => /\.dexar-[0-9a-f]+\.(onnx|json)$/.test(path);
 
+/** The file-name suffix of a variant where it is not the variant's name: transformers.js writes its q8 files as `_quantized`. */
+const VARIANT_SUFFIX: Partial<Record<Variant, string>> = { q8: 'quantized' };
+
 /**
- * The file a model path opens for a weight variant: `onnx/NAME.onnx` becomes `onnx/NAME_VARIANT.onnx`.
- * Derived files and paths that already name the variant's file (external data refers to it by
- * its own name) are left as they are.
+ * The file a model path opens for a weight variant: `onnx/NAME.onnx` becomes `onnx/NAME_SUFFIX.onnx`
+ * (the suffix is the variant's name, `quantized` for q8). Derived files and paths that already name
+ * the variant's file (external data refers to it by its own name) are left as they are.
  */
 export function variantPath(path: string, variant: Variant): string {
   if (variant === 'fp32' || !/^onnx\/[^/]+\.onnx$/.test(path) || isDerivedFile(path)) return path;
-  return path.endsWith(`_${variant}.onnx`) ? path : path.replace(/\.onnx$/, `_${variant}.onnx`);
+  const suffix = VARIANT_SUFFIX[variant] ?? variant;
+  return path.endsWith(`_${suffix}.onnx`) ? path : path.replace(/\.onnx$/, `_${suffix}.onnx`);
 }
 
 export interface ModelFolder {

@@ -13,8 +13,8 @@
 // Peak RSS is each mode's own: every mode runs in a child process that reads VmHWM
 // (tools/bench/peak-resident.ts; getrusage's maxRSS would report the bench process's own peak).
 //
-// Variants (issue #15): for each scale model, its fp32 graphs, its fp16 graphs (`--variant fp16`) and its
-// fused-attention twin (`<model>-fused`), in the same run: teacher-forced explanation time / generation
+// Variants (issue #15): for each scale model, its fp32 graphs, its fp16 graphs (`--variant fp16`), its q8
+// (`_quantized`) and q4 graphs and its fused-attention twin (`<model>-fused`), in the same run: teacher-forced explanation time / generation
 // time, and peak RSS of explanation alone / generation alone. The variants are written by
 // `/usr/bin/python3 tools/fixtures/generate.py --scale --variants` (not committed).
 import { execFileSync } from 'node:child_process';
@@ -27,7 +27,7 @@ import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import type { RgbaImage } from '@dexar/core';
 import type { ProgressEvent } from '@dexar/core/adapter';
-import { isDerivedFile } from '@dexar/core/runtime';
+import { isDerivedFile, variantPath } from '@dexar/core/runtime';
 import { decodeImage, nodeBackend, openModelFolder, type Variant } from '@dexar/runtime-node';
 import { peakResidentBytes, resetPeakResident } from '../../../tools/bench/peak-resident.js';
 import { Explainer } from '../src/index.js';
@@ -56,12 +56,14 @@ const models: BenchModel[] = [
   { name: 'florence2-scale', dir: `${root}fixtures/scale/florence2-scale`, prompt: '<CAPTION>', longTarget: long },
 ];
 
-/** Per scale model: its fp32 graphs, its fp16 graphs and its fused-attention twin. */
+/** Per scale model: its fp32, fp16, q8 and q4 graphs and its fused-attention twin. */
 const variantModels: BenchModel[] = models
   .filter((m) => m.dir.includes('/fixtures/scale/'))
   .flatMap((m) => [
     { ...m, name: `${m.name} fp32` },
     { ...m, name: `${m.name} fp16`, variant: 'fp16' as const },
+    { ...m, name: `${m.name} q8`, variant: 'q8' as const },
+    { ...m, name: `${m.name} q4`, variant: 'q4' as const },
     { ...m, name: `${m.name}-fused`, dir: `${m.dir}-fused` },
   ]);
 
@@ -229,7 +231,7 @@ async function bench(model: BenchModel) {
 
 /** A variant's teacher-forced explanation / generation time and peak RSS, on the tokens it generates. */
 async function benchVariant(model: BenchModel) {
-  const decoder = `${model.dir}/onnx/decoder_model_merged${model.variant && model.variant !== 'fp32' ? `_${model.variant}` : ''}.onnx`;
+  const decoder = `${model.dir}/${variantPath('onnx/decoder_model_merged.onnx', model.variant ?? 'fp32')}`;
   if (!existsSync(decoder)) {
     console.log(
       `${model.name}: skipped, ${decoder} is missing (/usr/bin/python3 tools/fixtures/generate.py --scale --variants)`,
@@ -275,7 +277,7 @@ if (args[0] === '--child') {
   );
   for (const model of selected) await bench(model);
   if (args.length === 0) {
-    console.log('variants (issue #15): fp32, fp16 and fused-attention graphs of each scale model, in this run');
+    console.log('variants (issue #15): fp32, fp16, q8, q4 and fused-attention graphs of each scale model, in this run');
     for (const model of variantModels) await benchVariant(model);
   }
 }

@@ -211,6 +211,8 @@ describe('weight variants', () => {
   it("names a variant's own file, and leaves derived files and the variant's own name alone", () => {
     expect(variantPath(DECODER, 'fp32')).toBe(DECODER);
     expect(variantPath(DECODER, 'q4')).toBe('onnx/decoder_model_merged_q4.onnx');
+    expect(variantPath(DECODER, 'q8')).toBe('onnx/decoder_model_merged_quantized.onnx');
+    expect(variantPath(DECODER, 'quantized')).toBe('onnx/decoder_model_merged_quantized.onnx');
     expect(variantPath('onnx/decoder_model_merged_q4.onnx', 'q4')).toBe('onnx/decoder_model_merged_q4.onnx');
     expect(variantPath('onnx/decoder_model_merged.dexar-00ff.onnx', 'q4')).toBe(
       'onnx/decoder_model_merged.dexar-00ff.onnx',

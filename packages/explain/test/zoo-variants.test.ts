@@ -12,7 +12,15 @@ import '@dexar/adapter-llava';
 import '@dexar/adapter-paligemma';
 import { readFileSync } from 'node:fs';
 import type { Explanation } from '@dexar/core';
-import { buildExplainGraph, DataType, type OnnxModel, readModel, ShapeInference } from '@dexar/onnx-graph';
+import type { Variant } from '@dexar/core/runtime';
+import {
+  buildExplainGraph,
+  DataType,
+  type NodeProto,
+  type OnnxModel,
+  readModel,
+  ShapeInference,
+} from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -20,6 +28,7 @@ import {
   expectMatchesReference,
   maxAbs,
   type ReferenceCase,
+  type ReferenceResult,
   referenceCases,
   referenceSettings,
   repoRoot,
@@ -36,8 +45,10 @@ const manifest = JSON.parse(readFileSync(`${zoo}/MANIFEST.json`, 'utf8')) as { m
 const entries = Object.entries(manifest.models);
 const fusedTwins = entries.flatMap(([name, m]) => (m.reference_of ? [[name, m.reference_of] as const] : []));
 const fp16Models = entries.flatMap(([name, m]) => (m.variants?.fp16 ? [name] : []));
+const variantsOf = (names: readonly Variant[]) =>
+  entries.flatMap(([name, m]) => names.filter((v) => m.variants?.[v]).map((v) => [name, v] as const));
 
-const open = async (model: string, variant: 'fp32' | 'fp16' = 'fp32') =>
+const open = async (model: string, variant: Variant = 'fp32') =>
   Explainer.open({
     backend: nodeBackend({ threads: 1 }),
     folder: await openModelFolder(`${zoo}/models/${model}`, variant),
@@ -116,39 +127,58 @@ describe.each(fusedTwins)('fused twin %s of %s', (fused, twin) => {
  */
 const U = 2 ** -11;
 const LAMBDA = 5;
-const gammaTilde = (n: number) => Math.exp(LAMBDA * Math.sqrt(n) * U + (n * U * U) / (1 - U)) - 1;
+const gammaTilde = (n: number, u = U) => Math.exp(LAMBDA * Math.sqrt(n) * u + (n * u * u) / (1 - u)) - 1;
 
-/** Longest chain of float16 roundings ending at each tensor, from the given depths of the graph inputs. */
-function roundingDepths(model: OnnxModel, inputs: Record<string, number>): Map<string, number> {
+/** Which node outputs are roundings: a float16 output (fp16), a dynamic uint8 quantization (q8). */
+type Rounds = (node: NodeProto, output: number, shapes: ShapeInference) => boolean;
+const HALF_ROUNDS: Rounds = (n, k, shapes) => shapes.type(n.output?.[k] ?? '') === DataType.FLOAT16;
+const DYNAMIC_QUANTIZATION_ROUNDS: Rounds = (n, k) =>
+  (n.opType === 'DynamicQuantizeLinear' && k === 0) || n.opType === 'DynamicQuantizeMatMul';
+
+/** Longest chain of roundings ending at each tensor, from the given depths of the graph inputs. */
+function roundingDepths(model: OnnxModel, inputs: Record<string, number>, rounds: Rounds): Map<string, number> {
   const shapes = new ShapeInference(model.graph, model.opsetVersion() ?? 17);
   const depth = new Map(Object.entries(inputs));
   for (const n of model.graph.topologicalOrder()) {
     const before = Math.max(0, ...(n.input ?? []).map((i) => depth.get(i) ?? 0));
-    for (const o of n.output ?? []) {
-      if (o) depth.set(o, before + (shapes.type(o) === DataType.FLOAT16 ? 1 : 0));
-    }
+    (n.output ?? []).forEach((o, k) => {
+      if (o) depth.set(o, before + (rounds(n, k, shapes) ? 1 : 0));
+    });
   }
   return depth;
 }
 
-const graph = (model: string, file: string) => readModel(readFileSync(`${zoo}/models/${model}/onnx/${file}_fp16.onnx`));
+const graph = (model: string, file: string, variant: Variant) =>
+  readModel(readFileSync(`${zoo}/models/${model}/onnx/${file}_${variant}.onnx`));
 
-/** n for the explain graph's gradient and attention rows of the fp16 decoder (the pixels' conversion counts 1). */
-function roundingChains(model: string, family: string): { gradientRows: number; attentionRows: number } {
-  const vision = roundingDepths(graph(model, 'vision_encoder'), { pixel_values: 1 }).get('image_features') ?? 0;
-  const embeds = roundingDepths(graph(model, 'embed_tokens'), {}).get('inputs_embeds') ?? 0;
+/**
+ * n for the explain graph's gradient and attention rows of a variant's decoder: the longest chain of
+ * roundings through the vision encoder (and Florence-2's encoder), the decoder's forward and the explain
+ * graph's backward (fp16: the pixels' conversion counts 1).
+ */
+function roundingChains(
+  model: string,
+  family: string,
+  variant: 'fp16' | 'quantized',
+): { gradientRows: number; attentionRows: number } {
+  const rounds = variant === 'fp16' ? HALF_ROUNDS : DYNAMIC_QUANTIZATION_ROUNDS;
+  const depths = (file: string, inputs: Record<string, number>, output: string) =>
+    roundingDepths(graph(model, file, variant), inputs, rounds).get(output) ?? 0;
+  const vision = depths('vision_encoder', { pixel_values: variant === 'fp16' ? 1 : 0 }, 'image_features');
+  const embeds = depths('embed_tokens', {}, 'inputs_embeds');
   // a float16 output read as float32 and fed again is not rounded again (binary16 values are float32 values)
   const decoderInputs: Record<string, number> =
     family === 'florence2'
       ? {
-          encoder_hidden_states:
-            roundingDepths(graph(model, 'encoder_model'), { inputs_embeds: Math.max(vision, embeds) }).get(
-              'last_hidden_state',
-            ) ?? 0,
+          encoder_hidden_states: depths(
+            'encoder_model',
+            { inputs_embeds: Math.max(vision, embeds) },
+            'last_hidden_state',
+          ),
           inputs_embeds: embeds,
         }
       : { inputs_embeds: Math.max(vision, embeds) };
-  const decoder = graph(model, 'decoder_model_merged');
+  const decoder = graph(model, 'decoder_model_merged', variant);
   const attention = family === 'florence2' ? 'cross' : 'self';
   const L = buildExplainGraph(decoder, { layers: [0], compat: 'official', attention }).hooks.layers.length;
   const ex = buildExplainGraph(decoder, {
@@ -156,10 +186,10 @@ function roundingChains(model: string, family: string): { gradientRows: number; 
     compat: 'official',
     attention,
   });
-  const depths = roundingDepths(ex.model, decoderInputs);
+  const explained = roundingDepths(ex.model, decoderInputs, rounds);
   return {
-    gradientRows: depths.get(ex.outputs.gradientRows) ?? 0,
-    attentionRows: depths.get(ex.outputs.attentionRows) ?? 0,
+    gradientRows: explained.get(ex.outputs.gradientRows) ?? 0,
+    attentionRows: explained.get(ex.outputs.attentionRows) ?? 0,
   };
 }
 
@@ -191,6 +221,56 @@ function rankCorrelation(a: number[], b: number[]): number {
 
 const argmax = (v: number[]) => v.reduce((best, x, i) => (x > (v[best] as number) ? i : best), 0);
 
+/**
+ * Logs the agreement of an explanation's token maps with a reference's (the smallest Spearman rank
+ * correlation; pointing: the hottest patch is the reference's) and returns the share that point alike.
+ */
+function reportAgreement(label: string, got: Explanation, ref: ReferenceResult | undefined, against = 'fp32 model') {
+  const maps = ref?.per_token_heatmaps ?? [];
+  const correlations = maps.map((m, n) => rankCorrelation(got.perTokenHeatmaps[n]?.flat() ?? [], m.flat()));
+  const pointing = maps.filter((m, n) => argmax(got.perTokenHeatmaps[n]?.flat() ?? []) === argmax(m.flat())).length;
+  console.log(
+    `${label} vs ${against}: per-token map rank correlation min ${Math.min(...correlations).toFixed(4)}, pointing agreement ${pointing}/${maps.length}`,
+  );
+  return pointing / maps.length;
+}
+
+/**
+ * The gradient and attention rows (official, layer index 0) of a variant within the tolerance derived from its
+ * arithmetic, γ̃_n(5) with its unit (fp16: u = 2^-11 per rounding; q8: u8 = 1/255 per dynamic quantization), times
+ * max |reference|.
+ */
+async function expectRowsWithinDerivedBound(
+  explainer: Explainer,
+  model: string,
+  family: string,
+  variant: 'fp16' | 'quantized',
+  ref: ReferenceCase,
+) {
+  const request = {
+    prompt: ref.prompt,
+    targetIds: ref.target_ids,
+    compat: 'official',
+    layerIndex: 0,
+    returnRaw: true,
+  } as const;
+  const raw = rawOf(await explainer.explain(await caseImage(ref), request));
+  const chains = roundingChains(model, family, variant);
+  const [unit, steps] = variant === 'fp16' ? [U, 'roundings'] : [U8, 'quantizations'];
+  for (const [rows, reference, n] of [
+    ['gradientRows', ref.raw.grad_rows, chains.gradientRows],
+    ['attentionRows', ref.raw.attn_rows, chains.attentionRows],
+  ] as const) {
+    const want = reference.flat(3);
+    const tolerance = gammaTilde(n, unit) * Math.max(...want.map(Math.abs));
+    const error = maxAbs(raw[rows].flat(3), want);
+    console.log(
+      `${model} ${variant} ${rows}: max abs error ${error.toExponential(2)}, bound ${tolerance.toExponential(2)} (n = ${n} ${steps}, γ̃_n(5) = ${gammaTilde(n, unit).toExponential(2)})`,
+    );
+    expect(error, rows).toBeLessThan(tolerance);
+  }
+}
+
 describe.each(fp16Models)('%s, fp16 variant', (model) => {
   const family = manifest.models[model]?.family ?? '';
   const half = referenceCases('fp16', `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
@@ -201,30 +281,8 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
   });
   afterAll(() => explainer?.release());
 
-  it('official, layerIndex 0: gradient and attention rows within the derived fp16 bound of the fp16-weights reference', async () => {
-    const image = await caseImage(half);
-    const request = {
-      prompt: half.prompt,
-      targetIds: half.target_ids,
-      compat: 'official',
-      layerIndex: 0,
-      returnRaw: true,
-    } as const;
-    const raw = rawOf(await explainer.explain(image, request));
-    const chains = roundingChains(model, family);
-    for (const [rows, ref, n] of [
-      ['gradientRows', half.raw.grad_rows, chains.gradientRows],
-      ['attentionRows', half.raw.attn_rows, chains.attentionRows],
-    ] as const) {
-      const want = ref.flat(3);
-      const tolerance = gammaTilde(n) * Math.max(...want.map(Math.abs));
-      const error = maxAbs(raw[rows].flat(3), want);
-      console.log(
-        `${model} fp16 ${rows}: max abs error ${error.toExponential(2)}, bound ${tolerance.toExponential(2)} (n = ${n} roundings, γ̃_n(5) = ${gammaTilde(n).toExponential(2)})`,
-      );
-      expect(error, rows).toBeLessThan(tolerance);
-    }
-  });
+  it('official, layerIndex 0: gradient and attention rows within the derived fp16 bound of the fp16-weights reference', () =>
+    expectRowsWithinDerivedBound(explainer, model, family, 'fp16', half));
 
   it.each(referenceSettings)(
     '%s, layerIndex %i: every token map points where the fp16-weights reference points (agreement with fp32 reported)',
@@ -237,22 +295,9 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
         layerIndex,
       });
       const key = `layer_index_${layerIndex}`;
-      const pointingShare: Record<string, number> = {};
-      for (const [label, ref] of [
-        ['fp16-weights reference', half.results[compat][key]],
-        ['fp32 model', full.results[compat][key]],
-      ] as const) {
-        const maps = ref?.per_token_heatmaps ?? [];
-        const correlations = maps.map((m, n) => rankCorrelation(got.perTokenHeatmaps[n]?.flat() ?? [], m.flat()));
-        const pointing = maps.filter(
-          (m, n) => argmax(got.perTokenHeatmaps[n]?.flat() ?? []) === argmax(m.flat()),
-        ).length;
-        console.log(
-          `${model} fp16 ${compat} ${layerIndex} vs ${label}: per-token map rank correlation min ${Math.min(...correlations).toFixed(4)}, pointing agreement ${pointing}/${maps.length}`,
-        );
-        pointingShare[label] = pointing / maps.length;
-      }
-      expect(pointingShare['fp16-weights reference']).toBe(1);
+      const label = `${model} fp16 ${compat} ${layerIndex}`;
+      reportAgreement(label, got, full.results[compat][key]);
+      expect(reportAgreement(label, got, half.results[compat][key], 'fp16-weights reference')).toBe(1);
     },
   );
 
@@ -260,4 +305,101 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
     const generation = await explainer.generate(await caseImage(half), { prompt: half.prompt, maxNewTokens: 5 });
     expect(generation.tokenIds).toEqual(half.greedy_ids);
   });
+});
+
+/**
+ * 4-bit weights (q4: MatMulNBits; bnb4: MatMulBnb4 NF4): the activations stay float32 and ONNX Runtime's CPU
+ * kernels dequantise the weights and multiply in float32 (accuracy_level 0), the arithmetic of the PyTorch
+ * reference on the dequantised weights: the explanation equals it within 1e-4.
+ */
+describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => {
+  const ref = referenceCases(variant, `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
+  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
+  let explainer: Explainer;
+  beforeAll(async () => {
+    explainer = await open(model, variant);
+  });
+  afterAll(() => explainer?.release());
+
+  it.each(referenceSettings)(
+    '%s, layerIndex %i: within 1e-4 of the dequantised-weights reference (agreement with fp32 reported)',
+    async (compat, layerIndex) => {
+      const image = await caseImage(ref);
+      const got = await explainer.explain(image, {
+        prompt: ref.prompt,
+        targetIds: ref.target_ids,
+        compat,
+        layerIndex,
+        returnRaw: true,
+      });
+      const key = `layer_index_${layerIndex}`;
+      const want = ref.results[compat][key] as ReferenceResult;
+      expectMatchesReference(got, want);
+      const errors = [`maps ${maxAbs(got.perTokenHeatmaps.flat(2), want.per_token_heatmaps.flat(2)).toExponential(2)}`];
+      if (compat === 'official' && layerIndex === 0) {
+        for (const [rows, rowsWanted] of [
+          ['gradientRows', ref.raw.grad_rows],
+          ['attentionRows', ref.raw.attn_rows],
+        ] as const) {
+          const error = maxAbs(rawOf(got)[rows].flat(3), rowsWanted.flat(3));
+          errors.push(`${rows} ${error.toExponential(2)}`);
+          expect(error, rows).toBeLessThan(1e-4);
+        }
+      }
+      console.log(
+        `${model} ${variant} ${compat} ${layerIndex} vs the dequantised-weights reference: ${errors.join(', ')}`,
+      );
+      reportAgreement(`${model} ${variant} ${compat} ${layerIndex}`, got, full.results[compat][key]);
+    },
+  );
+
+  it('generates the greedy tokens of the dequantised weights', async () => {
+    const generation = await explainer.generate(await caseImage(ref), { prompt: ref.prompt, maxNewTokens: 5 });
+    expect(generation.tokenIds).toEqual(ref.greedy_ids);
+  });
+});
+
+/**
+ * The tolerance of q8 (`_quantized`) rows, derived from the arithmetic. Each DynamicQuantizeLinear rounds
+ * its input x to the uint8 grid of step s = (max(0, max x) − min(0, min x)) / 255 ≤ 2·max|x| / 255: an error
+ * of at most s / 2 ≤ max|x| / 255 per element, relative to the tensor's largest magnitude u8 = 1/255 (the
+ * integer products and sums are exact, the float32 scaling adds float32 rounding only). The explain graph's
+ * backward differentiates the float function straight through and quantizes nothing. With the same model
+ * as fp16 above (independent mean-zero errors, no operation amplifying relative error, here taken normwise),
+ * n the longest chain of dynamic quantizations (counted on the graphs), the tolerance is γ̃_n(5) with u8:
+ * γ̃_n(5; u8) · max|reference|.
+ */
+const U8 = 1 / 255;
+
+describe.each(variantsOf(['quantized']))('%s, %s (q8) variant', (model) => {
+  const family = manifest.models[model]?.family ?? '';
+  const ref = referenceCases('quantized', `${zoo}/references/${model}`)[0] as ReferenceCase & {
+    greedy_ids: number[];
+  };
+  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
+  let explainer: Explainer;
+  beforeAll(async () => {
+    explainer = await open(model, 'q8');
+  });
+  afterAll(() => explainer?.release());
+
+  it('official, layerIndex 0: gradient and attention rows within the derived q8 bound of the dequantised-weights reference', () =>
+    expectRowsWithinDerivedBound(explainer, model, family, 'quantized', ref));
+
+  it.each(referenceSettings)(
+    '%s, layerIndex %i: agreement of the maps with the dequantised-weights reference and the fp32 model (reported)',
+    async (compat, layerIndex) => {
+      const got = await explainer.explain(await caseImage(ref), {
+        prompt: ref.prompt,
+        targetIds: ref.target_ids,
+        compat,
+        layerIndex,
+      });
+      const key = `layer_index_${layerIndex}`;
+      const label = `${model} q8 ${compat} ${layerIndex}`;
+      reportAgreement(label, got, full.results[compat][key]);
+      const share = reportAgreement(label, got, ref.results[compat][key], 'dequantised-weights reference');
+      expect(share).toBeGreaterThan(0);
+    },
+  );
 });

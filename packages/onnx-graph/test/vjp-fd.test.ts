@@ -1,6 +1,7 @@
 import type * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildGradient } from '../src/autodiff/gradient.js';
+import { QUANTIZED_VJP_RULES } from '../src/autodiff/quantized.js';
 import { VJP_RULES } from '../src/autodiff/rules.js';
 import { makeAttribute } from '../src/graph/attributes.js';
 import { GraphBuilder } from '../src/graph/builder.js';
@@ -153,7 +154,8 @@ const results: { name: string; fd: number; fp16?: number; precision: string }[] 
 describe('VJP rule table', () => {
   it('has a finite-difference case for every rule', () => {
     const covered = new Set(VJP_CASES.map((c) => c.rule));
-    const missing = Object.keys(VJP_RULES).filter((k) => !covered.has(k));
+    // the quantized matmuls' rules have cases of their own (vjp-quantized.test.ts)
+    const missing = Object.keys(VJP_RULES).filter((k) => !covered.has(k) && !(k in QUANTIZED_VJP_RULES));
     expect(missing).toEqual([]);
   });
 });

@@ -86,6 +86,7 @@ export async function serveMain(argv: string[]): Promise<number> {
     const server = await startServer({
       model: explainer,
       name: basename(folder),
+      variant: shared.variant ?? 'fp32',
       runtime: {
         name: 'onnxruntime-node',
         executionProvider: shared.backend.executionProvider ?? 'cpu',

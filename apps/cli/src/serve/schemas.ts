@@ -3,6 +3,7 @@
  * text limits, and the library's result schema. `/api/schema` publishes them as JSON Schema.
  */
 import { ExplanationSchema } from '@dexar/core';
+import { VARIANTS } from '@dexar/core/runtime';
 import { methodNames } from '@dexar/eval';
 import { ExplainRequestSchema, GenerateRequestSchema } from '@dexar/explain';
 import { z } from 'zod';
@@ -54,7 +55,12 @@ export const ProgressSchema = z.strictObject({
 });
 
 export const InfoSchema = z.strictObject({
-  model: z.strictObject({ name: z.string(), family: z.string(), numLayers: z.number().int() }),
+  model: z.strictObject({
+    name: z.string(),
+    family: z.string(),
+    numLayers: z.number().int(),
+    variant: z.enum(VARIANTS),
+  }),
   runtime: z.strictObject({
     name: z.literal('onnxruntime-node'),
     executionProvider: z.enum(['cpu', 'cuda']),

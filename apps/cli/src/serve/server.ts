@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_OPTIONS, DexarError, layersUsed } from '@dexar/core';
 import type { ProgressCallback } from '@dexar/core/adapter';
-import { IMAGE_LIMITS } from '@dexar/core/runtime';
+import { IMAGE_LIMITS, type Variant } from '@dexar/core/runtime';
 import { explainMethod } from '@dexar/eval';
 import type { Explainer, StreamEvent } from '@dexar/explain';
 import { FILE_LIMITS } from '@dexar/runtime-node';
@@ -23,6 +23,8 @@ export interface ServeOptions {
   model: Model;
   /** The model folder's name, shown by the page (never its path). */
   name: string;
+  /** The weight variant it runs. */
+  variant: Variant;
   runtime: Info['runtime'];
   /** Requests that may wait for the model. */
   queue: number;
@@ -69,7 +71,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const example = await readFile(builtin.exampleImage);
   const queue = new WorkQueue(options.queue);
   const info: Info = {
-    model: { name: options.name, family: model.model.family, numLayers: model.model.numLayers },
+    model: {
+      name: options.name,
+      family: model.model.family,
+      numLayers: model.model.numLayers,
+      variant: options.variant,
+    },
     runtime: options.runtime,
     example: { image: 'api/example.png', prompt: builtin.prompt },
     limits: {

@@ -1,6 +1,6 @@
 import { AutodiffError } from '../errors.js';
 import type { GraphBuilder } from '../graph/builder.js';
-import { nodeInputs } from '../graph/graph.js';
+import { type Graph, nodeInputs } from '../graph/graph.js';
 import { isFloatType } from '../proto/tensor.js';
 import type { NodeProto } from '../proto/types.js';
 import { ruleFor, supportedOps, type VjpContext } from './rules.js';
@@ -12,6 +12,18 @@ export interface GradientRequest {
   wrt: readonly string[];
   /** Gradient of `output` (same shape); ones when omitted. */
   seed?: string;
+}
+
+/**
+ * The integer output of a QuantizeLinear that only DequantizeLinear nodes read (an activation's QDQ
+ * pair): its gradient is taken with respect to its dequantised value, straight through
+ * (autodiff/quantized.ts).
+ */
+function isQuantizedActivation(g: Graph, t: string): boolean {
+  const producer = g.producer(t);
+  if (producer?.opType !== 'QuantizeLinear' || producer.output?.[0] !== t) return false;
+  const readers = g.consumers(t);
+  return readers.length > 0 && readers.every((n) => n.opType === 'DequantizeLinear' && n.input?.[0] === t);
 }
 
 /**
@@ -28,7 +40,7 @@ export function buildGradient(b: GraphBuilder, req: GradientRequest): Map<string
   const g = b.model.graph;
   const differentiable = (t: string): boolean => {
     const type = b.shapes.type(t);
-    return type === undefined || isFloatType(type);
+    return type === undefined || isFloatType(type) || isQuantizedActivation(g, t);
   };
   for (const w of req.wrt) {
     if (!g.hasTensor(w)) throw new AutodiffError(`cannot differentiate with respect to ${w}: no such tensor`);

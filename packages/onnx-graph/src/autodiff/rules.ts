@@ -2,6 +2,8 @@ import { AutodiffError } from '../errors.js';
 import { attrFloat, attrInt, attrInts, attrString, f } from '../graph/attributes.js';
 import type { GraphBuilder } from '../graph/builder.js';
 import { DataType, type NodeProto } from '../proto/types.js';
+import { timesTransposed } from './products.js';
+import { QUANTIZED_VJP_RULES } from './quantized.js';
 import { unbroadcast } from './unbroadcast.js';
 
 /**
@@ -40,7 +42,7 @@ function rankOf(ctx: VjpContext, t: string): number {
   return r;
 }
 
-function only(ctx: VjpContext, grads: readonly (string | undefined)[]): string {
+export function only(ctx: VjpContext, grads: readonly (string | undefined)[]): string {
   const g = grads[0];
   if (g === undefined) {
     throw new AutodiffError(`internal: no output gradient for ${ctx.node.opType} node ${ctx.node.name ?? ''}`);
@@ -54,20 +56,6 @@ function swapLast(b: GraphBuilder, x: string, r: number): string {
   perm[r - 2] = r - 1;
   perm[r - 1] = r - 2;
   return b.op('Transpose', [x], { perm });
-}
-
-/**
- * `x · wᵀ` for x `[..., N]` and a matrix w `[K, N]`, as one Gemm with `transB` over the rows of x
- * flattened to `[M, N]`. `MatMul(x, Transpose(w))` computes the same, but a runtime folds the
- * Transpose of a constant weight into a transposed copy of it: the backward pass through a
- * layer's weights would hold every weight twice. Gemm reads w transposed where it lies.
- */
-function timesTransposed(b: GraphBuilder, x: string, w: string): string {
-  const dim = (t: string, axis: number) => b.op('Slice', [b.shapeOf(t), b.int64s([axis]), b.int64s([axis + 1])]);
-  const rows = b.op('Reshape', [x, b.op('Concat', [b.int64s([-1]), dim(w, 1)], { axis: 0 })]); // [M, N]
-  const product = b.op('Gemm', [rows, w], { transB: 1 }); // [M, K]
-  const outer = b.op('Slice', [b.shapeOf(x), b.int64s([0]), b.int64s([-1])]);
-  return b.op('Reshape', [product, b.op('Concat', [outer, dim(w, 0)], { axis: 0 })]);
 }
 
 /** Reads the reduction axes of a Reduce* node: constant list, tensor name, or undefined (= all). */
@@ -552,6 +540,7 @@ export const VJP_RULES: Readonly<Record<string, VjpRule>> = {
     const local = b.op('Add', [s, b.op('Mul', [ax, b.op('Mul', [s, b.op('Sub', [b.scalarLike(1, x), s])])])]);
     return [b.op('Mul', [only(ctx, grads), local])];
   },
+  ...QUANTIZED_VJP_RULES,
 };
 
 function simplifiedNorm(ctx: VjpContext, grads: readonly (string | undefined)[]): (string | undefined)[] {

@@ -4,7 +4,7 @@ import type { ExplainOptions } from './explain.js';
  * Version of the explain-graph construction. Bump it whenever the emitted graph changes, so caches
  * keyed by `explainCacheKey` are invalidated.
  */
-export const EXPLAIN_GRAPH_VERSION = 8;
+export const EXPLAIN_GRAPH_VERSION = 9;
 
 interface SubtleLike {
   digest(algorithm: string, data: Uint8Array): Promise<ArrayBuffer>;

@@ -5,6 +5,7 @@ import { GraphBuilder } from '../graph/builder.js';
 import { formatShape } from '../graph/dims.js';
 import { expandFusedAttention, isExpandable, restoreFusedAttention } from '../graph/fused-attention.js';
 import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, pruneUnread, specializeIf } from '../graph/passes.js';
+import { fuseDynamicQuantizeMatMul } from '../graph/quantized-matmul.js';
 import { validateGraph } from '../graph/validate.js';
 import { assertUnfusedAttention, type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
@@ -175,6 +176,7 @@ export function buildExplainGraph(source: OnnxModel, options: ExplainOptions): E
 function explainPlainDecoder(model: OnnxModel, options: ExplainOptions, forwardRows: boolean): ExplainGraph {
   // fused attention: expanded to find the layers, kept fused in the layers not explained
   assertUnfusedAttention(model, isExpandable);
+  fuseDynamicQuantizeMatMul(model);
   validateGraph(model);
   const expansions = expandFusedAttention(model);
   const hooks = findDecoderHooks(model, { attention: options?.attention });

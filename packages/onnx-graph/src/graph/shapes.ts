@@ -481,6 +481,22 @@ export class ShapeInference {
       ];
     }
     if (op === 'RotaryEmbedding') return [{ type: x.type, shape: x.shape }];
+    if (op === 'MatMulNBits' || op === 'MatMulBnb4') {
+      return [{ type: x.type, shape: x.shape ? [...x.shape.slice(0, -1), attrInt(n, 'N') ?? null] : undefined }];
+    }
+    if (op === 'DynamicQuantizeMatMul')
+      return [{ type: x.type, shape: matmulShape(x.shape, inp(1).shape, this.unify) }];
+    if (op === 'DynamicQuantizeLinear') {
+      return [
+        { type: DataType.UINT8, shape: x.shape },
+        { type: DataType.FLOAT, shape: [] },
+        { type: DataType.UINT8, shape: [] },
+      ];
+    }
+    if (op === 'QuantizeLinear') {
+      return [{ type: inp(2).type ?? (attrInt(n, 'output_dtype', 0) || DataType.UINT8), shape: x.shape }];
+    }
+    if (op === 'DequantizeLinear') return [{ type: inp(1).type, shape: x.shape }];
     if (op === 'MultiHeadAttention' || op === 'GroupQueryAttention' || op === 'Attention') {
       return fusedAttentionShapes(n, (k) => inp(k), domain === 'com.microsoft');
     }

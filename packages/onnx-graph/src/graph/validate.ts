@@ -54,6 +54,12 @@ const ARITY: ReadonlyMap<string, readonly [number, number]> = new Map([
   ...arity('SkipLayerNormalization', 3, 5),
   ...arity('SkipSimplifiedLayerNormalization', 3, 4),
   ...arity('MatMulInteger', 2, 4),
+  // quantized matmuls (autodiff/quantized.ts)
+  ...arity('DynamicQuantizeLinear', 1, 1),
+  ...arity('QuantizeLinear DequantizeLinear', 2, 3),
+  ...arity('MatMulBnb4', 3, 3),
+  ...arity('DynamicQuantizeMatMul', 3, 5),
+  ...arity('MatMulNBits', 3, 6),
   // fused attention (graph/fused-attention.ts expands the first three; RotaryEmbedding runs as it is)
   ...arity('MultiHeadAttention', 1, 10),
   ...arity('GroupQueryAttention', 7, 16),

@@ -8,6 +8,7 @@ import { QUANTIZED_VJP_RULES } from '../src/autodiff/quantized.js';
 import { makeAttribute } from '../src/graph/attributes.js';
 import { GraphBuilder } from '../src/graph/builder.js';
 import { fuseDynamicQuantizeMatMul } from '../src/graph/quantized-matmul.js';
+import { quantizedHeadRows } from '../src/graph/quantized-weights.js';
 import { type OnnxModel, readModel, writeModel } from '../src/model.js';
 import { floatToHalf, halfToFloat, makeTensor } from '../src/proto/tensor.js';
 import { DataType, type NodeProto, type TensorProto } from '../src/proto/types.js';
@@ -369,6 +370,82 @@ describe('the backward products under ONNX Runtime’s full optimisation (the ex
   });
 });
 
+/**
+ * A quantized LM head's target rows (graph/quantized-weights.ts `quantizedHeadRows`: the packed rows gathered,
+ * then dequantised) against the same rows of the whole weight: ONNX Runtime's own kernel applied to the identity
+ * (A = I_K gives Y = Wᵀ, exactly: every product is by 1 or 0), or for DynamicQuantizeMatMul, whose kernel
+ * rounds A, the dequantised W of the float function the graph approximates (MatMulNBits: equal, measured).
+ */
+describe('a quantized LM head: its gathered and dequantised rows are the dequantised weight’s rows', () => {
+  it.each([
+    matMulNBitsCase({
+      name: '4 bits, zero points, K not a multiple of the block',
+      K: 40,
+      N: 6,
+      bits: 4,
+      blockSize: 16,
+      zeroPoints: true,
+      seed: 31,
+    }),
+    matMulNBitsCase({
+      name: '4 bits, odd block count',
+      K: 48,
+      N: 5,
+      bits: 4,
+      blockSize: 16,
+      zeroPoints: true,
+      seed: 32,
+    }),
+    matMulNBitsCase({
+      name: '4 bits, no zero points (8)',
+      K: 32,
+      N: 5,
+      bits: 4,
+      blockSize: 32,
+      zeroPoints: false,
+      seed: 33,
+    }),
+    matMulNBitsCase({ name: '8 bits, zero points', K: 32, N: 4, bits: 8, blockSize: 16, zeroPoints: true, seed: 34 }),
+    dynamicQuantizeMatMulCase('q8, uint8 weights, per-tensor scale and zero point', false, false, 35),
+    dynamicQuantizeMatMulCase('q8, int8 weights, per-column scales and zero points', true, true, 36),
+  ])('$rule: $name', async (c) => {
+    const K = c.a.at(-1) as number;
+    const identity = Array.from({ length: K * K }, (_, i) => (i % (K + 1) === 0 ? 1 : 0));
+    const source = c.reference ?? c;
+    const wT = tensorValues(
+      (
+        await runModel(forwardModel(source, [K, K], DataType.FLOAT), {
+          a: makeOrtTensor(DataType.FLOAT, [K, K], identity),
+        })
+      ).y as ort.Tensor,
+    ); // Wᵀ [K, N]
+    const N = wT.length / K;
+    const ids = [N - 1, 0, 2, 0];
+    const model = buildModel({
+      inputs: [valueInfo('ids', DataType.INT64, [ids.length])],
+      outputs: [],
+      nodes: [],
+      initializers: c.initializers,
+      opset: 21,
+      contrib: true,
+    });
+    const b = new GraphBuilder(model, { prefix: 'head' });
+    const rows = quantizedHeadRows(b, c.nodes[0] as NodeProto, 'ids');
+    model.graph.addNode({ name: 'out', opType: 'Identity', input: [rows], output: ['rows'] });
+    model.graph.proto.output?.push(valueInfo('rows', DataType.FLOAT));
+    model.graph.invalidate();
+    const feeds = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [ids.length]) };
+    const got = tensorValues((await runModel(readModel(writeModel(model)), feeds)).rows as ort.Tensor);
+    const want = ids.flatMap((n) => Array.from({ length: K }, (_, k) => wT[k * N + n] as number));
+    expect(got.length).toBe(ids.length * K);
+    // equal but for float32 rounding: the q8 reference W is (B − z) · s in double with the unrounded scale, rounded
+    // once to float32 (2^-24 relative), DequantizeLinear rounds (B − z) · float32(s) once (2^-24)
+    got.forEach((v, i) =>
+      expect(Math.abs(v - (want[i] as number))).toBeLessThanOrEqual(2 ** -23 * Math.abs(want[i] as number)),
+    );
+  });
+});
+
 describe('quantized matmuls refused by name', () => {
   it('MatMulNBits with g_idx (act-order)', () => {
     const c = matMulNBitsCase({ name: 'g_idx', K: 32, N: 4, bits: 4, blockSize: 16, zeroPoints: true, seed: 9 });
@@ -384,7 +461,7 @@ describe('quantized matmuls refused by name', () => {
     );
     const b = new GraphBuilder(model, { prefix: 'grad' });
     expect(() => buildGradient(b, { output: 'y', wrt: ['a'] })).toThrow(
-      /^MatMulNBits node MatMulNBits_y has g_idx \(act-order\); only weights quantized in K order are differentiated$/,
+      /^MatMulNBits node MatMulNBits_y has g_idx \(act-order\); only weights quantized in K order are supported$/,
     );
   });
 });

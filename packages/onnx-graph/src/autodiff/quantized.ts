@@ -1,6 +1,13 @@
 import { AutodiffError } from '../errors.js';
 import { attrInt } from '../graph/attributes.js';
 import type { GraphBuilder } from '../graph/builder.js';
+import {
+  dequantizeColumns,
+  dequantizeNBits,
+  nBitsLayout,
+  type ReadRows,
+  unpackCodes,
+} from '../graph/quantized-weights.js';
 import { DataType } from '../proto/types.js';
 import { timesTransposed } from './products.js';
 import { only, type VjpContext, type VjpRule } from './rules.js';
@@ -31,24 +38,6 @@ function whenNeeded(b: GraphBuilder, constant: string, g: string, shape?: readon
   return b.op('Reshape', [constant, b.op('Add', [target, zero])]);
 }
 
-/**
- * Splits packed uint8 bytes `[..., n]` into their `bits`-wide codes `[..., n * 8 / bits]` (uint8), the lowest
- * bits first (`lowFirst`, MatMulNBits and ONNX int4) or the highest first (bitsandbytes): code j of byte v is
- * (v << (8 − bits·(j+1))) >> (8 − bits) in uint8, the left shift dropping the bits above it.
- */
-function unpackCodes(b: GraphBuilder, bytes: string, bits: number, lowFirst: boolean): string {
-  const per = 8 / bits;
-  if (per === 1) return bytes;
-  const shift = (x: string, by: number, direction: 'LEFT' | 'RIGHT') =>
-    by === 0 ? x : b.op('BitShift', [x, b.constant(DataType.UINT8, [], [by])], { direction });
-  const codes = Array.from({ length: per }, (_, j) =>
-    b.unsqueeze(shift(shift(bytes, 8 - bits * (j + 1), 'LEFT'), 8 - bits, 'RIGHT'), [-1]),
-  );
-  const stacked = b.op('Concat', lowFirst ? codes : codes.reverse(), { axis: -1 }); // [..., n, per]
-  const outer = b.op('Slice', [b.shapeOf(bytes), b.int64s([0]), b.int64s([-1])]);
-  return b.op('Reshape', [stacked, b.op('Concat', [outer, b.int64s([-1])], { axis: 0 })]);
-}
-
 /** `g · w` in float32 for g `[..., N]` and a float32 w `[N, K]`, returned in the activation's type. */
 function productBack(ctx: VjpContext, g: string, w: string): string {
   const { b } = ctx;
@@ -64,42 +53,14 @@ function requiredAttr(ctx: VjpContext, name: string): number {
   return v;
 }
 
-/**
- * com.microsoft MatMulNBits: Y = A · Wᵀ (+ bias), W `[N, K]` stored as B `[N, blocks, blob]` uint8,
- * `bits`-wide codes lowest bits first, blocks of `block_size` along K, W = (code − zero point) · scale
- * with scales `[N · blocks]`, zero points packed like B (`[N · ceil(blocks · bits / 8)]` uint8), or
- * unpacked in the scales' type, default 2^(bits−1) (ONNX Runtime ContribOperators.md). dA = dY · W.
- */
+/** com.microsoft MatMulNBits: Y = A · Wᵀ (+ bias), W `[N, K]` (graph/quantized-weights.ts). dA = dY · W. */
 const matMulNBits: VjpRule = (ctx, grads) => {
   const { b, node } = ctx;
-  const [, packed, scales, zeroPoints, gIdx] = ctx.inputs as [string, string, string, string?, string?];
-  if (gIdx) {
-    throw new AutodiffError(
-      `MatMulNBits node ${node.name ?? ''} has g_idx (act-order); only weights quantized in K order are differentiated`,
-    );
-  }
-  const K = requiredAttr(ctx, 'K');
-  const N = requiredAttr(ctx, 'N');
-  const bits = requiredAttr(ctx, 'bits');
-  const blockSize = requiredAttr(ctx, 'block_size');
-  if (![2, 4, 8].includes(bits)) {
-    throw new AutodiffError(`MatMulNBits node ${node.name ?? ''} has bits=${bits}; 2, 4 and 8 are differentiated`);
-  }
-  const blocks = Math.ceil(K / blockSize);
+  const layout = nBitsLayout(node);
+  if (typeof layout === 'string') throw new AutodiffError(layout);
   const g = only(ctx, grads);
-  const toFloat = (t: string) => b.cast(t, DataType.FLOAT);
-  const codes = toFloat(unpackCodes(b, whenNeeded(b, packed, g), bits, true)); // [N, blocks, block_size]
-  let zero: string;
-  if (!zeroPoints) zero = b.scalar(2 ** (bits - 1), DataType.FLOAT);
-  else if (b.dtype(zeroPoints) === DataType.UINT8) {
-    const rows = whenNeeded(b, zeroPoints, g, [N, -1]);
-    const all = unpackCodes(b, rows, bits, true); // [N, ceil(blocks·bits/8)·8/bits]
-    zero = toFloat(b.unsqueeze(b.op('Slice', [all, b.int64s([0]), b.int64s([blocks]), b.int64s([1])]), [-1]));
-  } else zero = toFloat(whenNeeded(b, zeroPoints, g, [N, blocks, 1]));
-  const scale = toFloat(whenNeeded(b, scales, g, [N, blocks, 1]));
-  const padded = b.op('Reshape', [b.op('Mul', [b.op('Sub', [codes, zero]), scale]), b.int64s([N, blocks * blockSize])]);
-  const w = blocks * blockSize === K ? padded : b.op('Slice', [padded, b.int64s([0]), b.int64s([K]), b.int64s([1])]);
-  return [productBack(ctx, g, w)];
+  const allRows: ReadRows = (c, rowShape) => whenNeeded(b, c, g, [layout.N, ...rowShape]);
+  return [productBack(ctx, g, dequantizeNBits(b, ctx.inputs, layout, allRows))];
 };
 
 /** bitsandbytes' FP4 and NF4 code books (ONNX Runtime blockwise_quant_block_bnb4.h), by quant_type. */
@@ -149,15 +110,14 @@ const matMulBnb4: VjpRule = (ctx, grads) => {
  */
 const dynamicQuantizeMatMul: VjpRule = (ctx, grads) => {
   const { b } = ctx;
-  const [, weight, scale, zeroPoint] = ctx.inputs as [string, string, string, string?];
-  const perTensor = (t: string) => {
-    const dims = b.shape(t);
-    if (!dims) throw new AutodiffError(`the shape of the weight scale ${t} is unknown`);
-    return dims.every((d) => d === 1) ? b.op('Reshape', [t, b.int64s([])]) : t;
-  };
-  const quantization = [perTensor(scale), ...(zeroPoint ? [perTensor(zeroPoint)] : [])];
   const g = only(ctx, grads);
-  const w = b.op('DequantizeLinear', [whenNeeded(b, weight, g), ...quantization], { axis: 1 }); // [K, N]
+  const weight = ctx.inputs[1] as string;
+  const w = dequantizeColumns(
+    b,
+    ctx.inputs,
+    (stored) => whenNeeded(b, stored, g),
+    (perColumn) => perColumn,
+  ); // [K, N]
   return [timesTransposed(b, g, w, weight)];
 };
 

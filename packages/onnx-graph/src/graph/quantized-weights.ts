@@ -1,0 +1,129 @@
+import { GraphError, UnsupportedModelError } from '../errors.js';
+import { DataType, type NodeProto } from '../proto/types.js';
+import { attrInt } from './attributes.js';
+import type { GraphBuilder } from './builder.js';
+
+/**
+ * Run-time dequantisation of the quantized matmuls' packed weights (ONNX Runtime ContribOperators.md),
+ * shared by their vector-Jacobian rules (autodiff/quantized.ts: every row, read once the gradient exists)
+ * and the logit lens of a quantized LM head (explain/explain.ts: the target rows only, never the
+ * vocabulary). `ReadRows` says which rows: it returns a packed constant as `[rows, ...rowShape]`.
+ */
+export type ReadRows = (constant: string, rowShape: readonly number[]) => string;
+
+/**
+ * Splits packed uint8 bytes `[..., n]` into their `bits`-wide codes `[..., n * 8 / bits]` (uint8), the lowest
+ * bits first (`lowFirst`, MatMulNBits and ONNX int4) or the highest first (bitsandbytes): code j of byte v is
+ * (v << (8 − bits·(j+1))) >> (8 − bits) in uint8, the left shift dropping the bits above it.
+ */
+export function unpackCodes(b: GraphBuilder, bytes: string, bits: number, lowFirst: boolean): string {
+  const per = 8 / bits;
+  if (per === 1) return bytes;
+  const shift = (x: string, by: number, direction: 'LEFT' | 'RIGHT') =>
+    by === 0 ? x : b.op('BitShift', [x, b.constant(DataType.UINT8, [], [by])], { direction });
+  const codes = Array.from({ length: per }, (_, j) =>
+    b.unsqueeze(shift(shift(bytes, 8 - bits * (j + 1), 'LEFT'), 8 - bits, 'RIGHT'), [-1]),
+  );
+  const stacked = b.op('Concat', lowFirst ? codes : codes.reverse(), { axis: -1 }); // [..., n, per]
+  const outer = b.op('Slice', [b.shapeOf(bytes), b.int64s([0]), b.int64s([-1])]);
+  return b.op('Reshape', [stacked, b.op('Concat', [outer, b.int64s([-1])], { axis: 0 })]);
+}
+
+/** MatMulNBits' attributes: W `[N, K]` in blocks of `blockSize` along K, `bits`-wide codes. */
+export interface NBitsLayout {
+  K: number;
+  N: number;
+  bits: number;
+  blockSize: number;
+}
+
+/** The layout of a MatMulNBits node, or the reason it is not one this package dequantises. */
+export function nBitsLayout(node: NodeProto): NBitsLayout | string {
+  const [K, N, bits, blockSize] = ['K', 'N', 'bits', 'block_size'].map((a) => attrInt(node, a));
+  const name = node.name ?? '';
+  if (K === undefined || N === undefined || bits === undefined || blockSize === undefined) {
+    return `MatMulNBits node ${name} lacks one of its K, N, bits, block_size attributes`;
+  }
+  if (node.input?.[4]) {
+    return `MatMulNBits node ${name} has g_idx (act-order); only weights quantized in K order are supported`;
+  }
+  if (![2, 4, 8].includes(bits)) return `MatMulNBits node ${name} has bits=${bits}; 2, 4 and 8 are supported`;
+  return { K, N, bits, blockSize };
+}
+
+/**
+ * com.microsoft MatMulNBits' W rows `[R, K]` in float32: B `[N, blocks, blob]` uint8, codes lowest bits
+ * first, W = (code − zero point) · scale with scales `[N · blocks]`, zero points packed like B
+ * (`[N · ceil(blocks · bits / 8)]` uint8) or unpacked in the scales' type, default 2^(bits−1).
+ */
+export function dequantizeNBits(
+  b: GraphBuilder,
+  inputs: readonly string[],
+  layout: NBitsLayout,
+  read: ReadRows,
+): string {
+  const { K, bits, blockSize } = layout;
+  const [, packed, scales, zeroPoints] = inputs;
+  const blocks = Math.ceil(K / blockSize);
+  const toFloat = (t: string) => b.cast(t, DataType.FLOAT);
+  const codes = toFloat(unpackCodes(b, read(packed ?? '', [blocks, (blockSize * bits) / 8]), bits, true)); // [R, blocks, block_size]
+  let zero: string;
+  if (!zeroPoints) zero = b.scalar(2 ** (bits - 1), DataType.FLOAT);
+  else if (b.dtype(zeroPoints) === DataType.UINT8) {
+    const all = unpackCodes(b, read(zeroPoints, [-1]), bits, true); // [R, ceil(blocks·bits/8)·8/bits]
+    zero = toFloat(b.unsqueeze(b.op('Slice', [all, b.int64s([0]), b.int64s([blocks]), b.int64s([1])]), [-1]));
+  } else zero = toFloat(read(zeroPoints, [blocks, 1]));
+  const scale = toFloat(read(scales ?? '', [blocks, 1]));
+  const padded = b.op('Reshape', [
+    b.op('Mul', [b.op('Sub', [codes, zero]), scale]),
+    b.int64s([-1, blocks * blockSize]),
+  ]);
+  return blocks * blockSize === K ? padded : b.op('Slice', [padded, b.int64s([0]), b.int64s([K]), b.int64s([1])]);
+}
+
+/**
+ * com.microsoft DynamicQuantizeMatMul's W `[K, C]` in float32: B `[K, N]` int8 / uint8, W = (B − zero point)
+ * · scale, per tensor or per column. `readWeight` picks B's columns, `readColumns` the same columns of a
+ * per-column scale or zero point.
+ */
+export function dequantizeColumns(
+  b: GraphBuilder,
+  inputs: readonly string[],
+  readWeight: (weight: string) => string,
+  readColumns: (perColumn: string) => string,
+): string {
+  const [, weight, scale, zeroPoint] = inputs;
+  const quantization = (t: string) => {
+    const dims = b.shape(t);
+    if (!dims) throw new GraphError(`the shape of the weight quantization ${t} is unknown`);
+    return dims.every((d) => d === 1) ? b.op('Reshape', [t, b.int64s([])]) : readColumns(t);
+  };
+  const read = [readWeight(weight ?? ''), quantization(scale ?? ''), ...(zeroPoint ? [quantization(zeroPoint)] : [])];
+  return b.op('DequantizeLinear', read, { axis: 1 });
+}
+
+/** The quantized LM heads the logit lens reads (hooks/hooks.ts): q4 and q8 as transformers.js exports them. */
+export const QUANTIZED_HEADS: ReadonlySet<string> = new Set(['MatMulNBits', 'DynamicQuantizeMatMul']);
+
+/**
+ * The rows `ids` `[T]` of a quantized LM head's weight W `[V, D]`, dequantised: `[T, D]` float32. Gathering
+ * the packed rows before dequantising is exact and reads T rows, not V: MatMulNBits' blocks, scales and zero
+ * points belong to one row of W (its N axis is the vocabulary), DynamicQuantizeMatMul's scale and zero point
+ * to one column of B `[D, V]` (or to the whole tensor).
+ */
+export function quantizedHeadRows(b: GraphBuilder, node: NodeProto, ids: string): string {
+  if (node.opType === 'MatMulNBits') {
+    const layout = nBitsLayout(node);
+    if (typeof layout === 'string') throw new UnsupportedModelError(layout);
+    const targetRows: ReadRows = (c, rowShape) =>
+      b.op('Gather', [b.op('Reshape', [c, b.int64s([layout.N, ...rowShape])]), ids], { axis: 0 });
+    return dequantizeNBits(b, node.input ?? [], layout, targetRows);
+  }
+  const columns = dequantizeColumns(
+    b,
+    node.input ?? [],
+    (w) => b.op('Gather', [w, ids], { axis: 1 }),
+    (perColumn) => b.op('Gather', [perColumn, ids], { axis: 0 }),
+  ); // [D, T]
+  return b.op('Transpose', [columns], { perm: [1, 0] });
+}

@@ -20,6 +20,7 @@ import {
   type OnnxModel,
   readModel,
   ShapeInference,
+  UnsupportedModelError,
 } from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -356,6 +357,50 @@ describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => 
   it('generates the greedy tokens of the dequantised weights', async () => {
     const generation = await explainer.generate(await caseImage(ref), { prompt: ref.prompt, maxNewTokens: 5 });
     expect(generation.tokenIds).toEqual(ref.greedy_ids);
+  });
+});
+
+/**
+ * Quantized LM heads (llava-hf-eager14's q4 and q8 files quantize theirs, as transformers.js' exports do; the
+ * other families keep it float): the logit lens reads the target rows of the packed head weight, dequantised,
+ * never the whole vocabulary (the tests above hold the explanations to the dequantised-weights reference).
+ */
+describe('a quantized LM head', () => {
+  const decoder = (variant: Variant) => graph('llava-hf-eager14', 'decoder_model_merged', variant);
+  const explainGraph = (model: OnnxModel) =>
+    buildExplainGraph(model, { layers: [0], compat: 'official', attention: 'self' });
+
+  it.each([
+    ['q4', 'MatMulNBits', ['Reshape', 'Gather']],
+    ['quantized', 'DynamicQuantizeMatMul', ['Gather']],
+  ] as const)(
+    '%s (%s): the explain graph reads the packed head weight through a Gather of the targets only',
+    (variant, op, path) => {
+      const ex = explainGraph(decoder(variant));
+      const head = ex.hooks.lmHead;
+      expect(head.quantized).toBe(op);
+      const g = ex.model.graph;
+      const readers = g.consumers(head.weight).filter((n) => n.name !== head.node);
+      expect(readers.length).toBeGreaterThan(0);
+      for (const reader of readers) {
+        const ops = [reader.opType];
+        if (reader.opType === 'Reshape') ops.push(...g.consumers(reader.output?.[0] ?? '').map((n) => n.opType));
+        expect(ops).toEqual(path);
+      }
+    },
+  );
+
+  it('a head in a quantized form the lens does not read (MatMulBnb4) is refused in one line naming it and the fix', () => {
+    const model = decoder('q4');
+    const head = model.graph.nodes.find((n) => n.opType === 'MatMulNBits' && n.output?.[0] === 'logits') as NodeProto;
+    // its packed weight and scales stand for MatMulBnb4's B and absmax: the refusal reads the op only
+    head.opType = 'MatMulBnb4';
+    head.input = head.input?.slice(0, 3) ?? [];
+    expect(() => explainGraph(model)).toThrow(
+      new UnsupportedModelError(
+        `the LM head is a quantized com.microsoft:MatMulBnb4 (node ${head.name}); quantized heads are read as MatMulNBits (q4) or DynamicQuantizeLinear + MatMulInteger (q8): export the head in one of those forms or in float (the fp32/fp16 model)`,
+      ),
+    );
   });
 });
 

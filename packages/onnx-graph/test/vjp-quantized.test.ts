@@ -421,21 +421,7 @@ describe('a quantized LM head: its gathered and dequantised rows are the dequant
     ); // Wᵀ [K, N]
     const N = wT.length / K;
     const ids = [N - 1, 0, 2, 0];
-    const model = buildModel({
-      inputs: [valueInfo('ids', DataType.INT64, [ids.length])],
-      outputs: [],
-      nodes: [],
-      initializers: c.initializers,
-      opset: 21,
-      contrib: true,
-    });
-    const b = new GraphBuilder(model, { prefix: 'head' });
-    const rows = quantizedHeadRows(b, c.nodes[0] as NodeProto, 'ids');
-    model.graph.addNode({ name: 'out', opType: 'Identity', input: [rows], output: ['rows'] });
-    model.graph.proto.output?.push(valueInfo('rows', DataType.FLOAT));
-    model.graph.invalidate();
-    const feeds = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [ids.length]) };
-    const got = tensorValues((await runModel(readModel(writeModel(model)), feeds)).rows as ort.Tensor);
+    const got = await headRows(c, ids);
     const want = ids.flatMap((n) => Array.from({ length: K }, (_, k) => wT[k * N + n] as number));
     expect(got.length).toBe(ids.length * K);
     // equal but for float32 rounding: the q8 reference W is (B − z) · s in double with the unrounded scale, rounded
@@ -443,7 +429,60 @@ describe('a quantized LM head: its gathered and dequantised rows are the dequant
     const excess = got.map((v, i) => Math.abs(v - (want[i] as number)) - 2 ** -23 * Math.abs(want[i] as number));
     expect(Math.max(...excess)).toBeLessThanOrEqual(0);
   });
+
+  /**
+   * The lens reads the dequantised rows on the float activation; a q8 head's own logits are computed on the
+   * activation rounded to the uint8 grid of step s = (max(0, max a) − min(0, min a)) / 255 (one scale per tensor):
+   * |logit − lens| = |Σ_k (â_k − a_k) W[y, k]| ≤ (s / 2) · ‖W[y]‖₁, plus float32 rounding of the sums.
+   */
+  it.each([
+    dynamicQuantizeMatMulCase('q8, uint8 weights, per-tensor', false, false, 37),
+    dynamicQuantizeMatMulCase('q8, int8 weights, per-column', true, true, 38),
+  ])('$name: the lens is within (s / 2) · ‖W[y]‖₁ of the head’s own logits', async (c) => {
+    const K = c.a.at(-1) as number;
+    const a = randomFloats(rng(39), count(c.a), -1, 1);
+    const y = tensorValues(
+      (await runModel(forwardModel(c, c.a, DataType.FLOAT), { a: makeOrtTensor(DataType.FLOAT, c.a, a) }))
+        .y as ort.Tensor,
+    ); // [..., N]
+    const N = y.length / (a.length / K);
+    const ids = [N - 1, 0, 2];
+    const rows = await headRows(c, ids);
+    const s = (Math.max(0, ...a) - Math.min(0, ...a)) / 255;
+    let worst = 0;
+    for (let p = 0; p < a.length / K; p++) {
+      ids.forEach((id, t) => {
+        const row = rows.slice(t * K, (t + 1) * K);
+        const x = a.slice(p * K, (p + 1) * K);
+        const lens = x.reduce((sum, v, k) => sum + v * (row[k] as number), 0);
+        const magnitude = x.reduce((sum, v, k) => sum + Math.abs(v * (row[k] as number)), 0);
+        const bound = (s / 2) * row.reduce((sum, w) => sum + Math.abs(w), 0) + 2 ** -20 * magnitude;
+        worst = Math.max(worst, Math.abs((y[p * N + id] as number) - lens) / bound);
+      });
+    }
+    console.log(`q8 head ${c.name}: |logit − lens| / bound ≤ ${worst.toFixed(3)}`);
+    expect(worst).toBeLessThanOrEqual(1);
+  });
 });
+
+/** `quantizedHeadRows` of a case's node for the targets `ids`, run on ONNX Runtime: `[T · K]`. */
+async function headRows(c: QuantCase, ids: number[]): Promise<number[]> {
+  const model = buildModel({
+    inputs: [valueInfo('ids', DataType.INT64, [ids.length])],
+    outputs: [],
+    nodes: [],
+    initializers: c.initializers,
+    opset: 21,
+    contrib: true,
+  });
+  const b = new GraphBuilder(model, { prefix: 'head' });
+  const rows = quantizedHeadRows(b, c.nodes[0] as NodeProto, 'ids');
+  model.graph.addNode({ name: 'out', opType: 'Identity', input: [rows], output: ['rows'] });
+  model.graph.proto.output?.push(valueInfo('rows', DataType.FLOAT));
+  model.graph.invalidate();
+  const feeds = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [ids.length]) };
+  return tensorValues((await runModel(readModel(writeModel(model)), feeds)).rows as ort.Tensor);
+}
 
 describe('quantized matmuls refused by name', () => {
   it('MatMulNBits with g_idx (act-order)', () => {

@@ -377,27 +377,17 @@ describe('the backward products under ONNX Runtime’s full optimisation (the ex
  * rounds A, the dequantised W of the float function the graph approximates (MatMulNBits: equal, measured).
  */
 describe('a quantized LM head: its gathered and dequantised rows are the dequantised weight’s rows', () => {
+  // the layer cases of the head's ops (a bias would add to A · Wᵀ), and MatMulNBits without zero points
+  const headCases = CASES.filter(
+    (c) =>
+      ['com.microsoft:MatMulNBits', 'com.microsoft:DynamicQuantizeMatMul'].includes(c.rule) &&
+      !c.float32Twin &&
+      !c.initializers.some((t) => t.name === 'bias'),
+  );
   it.each([
+    ...headCases,
     matMulNBitsCase({
-      name: '4 bits, zero points, K not a multiple of the block',
-      K: 40,
-      N: 6,
-      bits: 4,
-      blockSize: 16,
-      zeroPoints: true,
-      seed: 31,
-    }),
-    matMulNBitsCase({
-      name: '4 bits, odd block count',
-      K: 48,
-      N: 5,
-      bits: 4,
-      blockSize: 16,
-      zeroPoints: true,
-      seed: 32,
-    }),
-    matMulNBitsCase({
-      name: '4 bits, no zero points (8)',
+      name: '4 bits, default zero point 8',
       K: 32,
       N: 5,
       bits: 4,
@@ -405,9 +395,6 @@ describe('a quantized LM head: its gathered and dequantised rows are the dequant
       zeroPoints: false,
       seed: 33,
     }),
-    matMulNBitsCase({ name: '8 bits, zero points', K: 32, N: 4, bits: 8, blockSize: 16, zeroPoints: true, seed: 34 }),
-    dynamicQuantizeMatMulCase('q8, uint8 weights, per-tensor scale and zero point', false, false, 35),
-    dynamicQuantizeMatMulCase('q8, int8 weights, per-column scales and zero points', true, true, 36),
   ])('$rule: $name', async (c) => {
     const K = c.a.at(-1) as number;
     const identity = Array.from({ length: K * K }, (_, i) => (i % (K + 1) === 0 ? 1 : 0));

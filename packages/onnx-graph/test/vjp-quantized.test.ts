@@ -415,6 +415,18 @@ describe('a quantized LM head: its gathered and dequantised rows are the dequant
     // once to float32 (2^-24 relative), DequantizeLinear rounds (B − z) · float32(s) once (2^-24)
     const excess = got.map((v, i) => Math.abs(v - (want[i] as number)) - 2 ** -23 * Math.abs(want[i] as number));
     expect(Math.max(...excess)).toBeLessThanOrEqual(0);
+    // under ONNX Runtime's full optimisation (the explain session's level) no copy of the packed weight, nor
+    // any dequantisation, is folded into an initializer: the optimised graph's are the file's
+    const optimized = join(mkdtempSync(join(tmpdir(), 'dexar-head-rows-')), 'optimized.onnx');
+    const session = await ort.InferenceSession.create(writeModel(headRowsModel(c, ids.length)), {
+      graphOptimizationLevel: 'all',
+      optimizedModelFilePath: optimized,
+    });
+    await session.release();
+    const large = (m: OnnxModel) =>
+      (m.graph.proto.initializer ?? []).filter((t) => (t.dims ?? []).map(Number).reduce((p, d) => p * d, 1) >= 16);
+    const stored = new Set(c.initializers.map((t) => t.name));
+    expect(large(readModel(readFileSync(optimized))).filter((t) => !stored.has(t.name))).toEqual([]);
   });
 
   /**
@@ -452,10 +464,10 @@ describe('a quantized LM head: its gathered and dequantised rows are the dequant
   });
 });
 
-/** `quantizedHeadRows` of a case's node for the targets `ids`, run on ONNX Runtime: `[T · K]`. */
-async function headRows(c: QuantCase, ids: number[]): Promise<number[]> {
+/** A graph of `quantizedHeadRows` of a case's node: `rows` `[T, K]` for the input `ids` `[T]`. */
+function headRowsModel(c: QuantCase, T: number): OnnxModel {
   const model = buildModel({
-    inputs: [valueInfo('ids', DataType.INT64, [ids.length])],
+    inputs: [valueInfo('ids', DataType.INT64, [T])],
     outputs: [],
     nodes: [],
     initializers: c.initializers,
@@ -467,8 +479,13 @@ async function headRows(c: QuantCase, ids: number[]): Promise<number[]> {
   model.graph.addNode({ name: 'out', opType: 'Identity', input: [rows], output: ['rows'] });
   model.graph.proto.output?.push(valueInfo('rows', DataType.FLOAT));
   model.graph.invalidate();
+  return readModel(writeModel(model));
+}
+
+/** The rows of `headRowsModel` for the targets `ids`, run on ONNX Runtime: `[T · K]`. */
+async function headRows(c: QuantCase, ids: number[]): Promise<number[]> {
   const feeds = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [ids.length]) };
-  return tensorValues((await runModel(readModel(writeModel(model)), feeds)).rows as ort.Tensor);
+  return tensorValues((await runModel(headRowsModel(c, ids.length), feeds)).rows as ort.Tensor);
 }
 
 describe('quantized matmuls refused by name', () => {

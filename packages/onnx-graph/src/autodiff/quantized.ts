@@ -1,11 +1,11 @@
 import { AutodiffError } from '../errors.js';
 import { attrInt } from '../graph/attributes.js';
-import type { GraphBuilder } from '../graph/builder.js';
 import {
   dequantizeColumns,
   dequantizeNBits,
   nBitsLayout,
   type ReadRows,
+  readWhen,
   unpackCodes,
 } from '../graph/quantized-weights.js';
 import { DataType } from '../proto/types.js';
@@ -17,26 +17,13 @@ import { only, type VjpContext, type VjpRule } from './rules.js';
  * weights are constants, docs/supported-exports.md "Variants: quantized").
  *
  * Each backward product dequantises its packed weight at run time, from the packed constants read tied
- * to the output gradient (`whenNeeded`): nothing of it is a constant-only subgraph, so ONNX Runtime
- * folds none of it into a float32 copy at session creation, and a layer's float32 weight exists only
- * while its product runs. A transposed packed copy would be exact only for per-tensor scales:
+ * to the output gradient (graph/quantized-weights.ts `readWhen`): nothing of it is a constant-only
+ * subgraph, so ONNX Runtime folds none of it into a float32 copy at session creation, and a layer's
+ * float32 weight exists only while its product runs (where it is not folded, a DequantizeLinear of
+ * constants alone would be ordered first in the run, seen in ONNX Runtime's optimised graph, and kept
+ * alive until the backward pass reaches it). A transposed packed copy would be exact only for per-tensor scales:
  * MatMulNBits' blocks run along K, the transposed product would need them along N.
  */
-
-/**
- * A constant of the packed weight (codes, scales, zero points), read once the output gradient `g`
- * exists: a Reshape to `shape` (its own by default) plus 0 · Size(g); one Reshape, as ONNX Runtime 1.30's
- * fusion of two consecutive Reshapes fails on a computed shape. Computed from constants alone, its
- * dequantisation would be folded into a float32 initializer for the whole session (ONNX Runtime's
- * constant folding), or, where it is not folded (a DequantizeLinear), ordered first in the run (seen
- * in ONNX Runtime's optimised graph: the backward's DequantizeLinear ran before the forward's matmul)
- * and kept alive until the backward pass reaches it.
- */
-function whenNeeded(b: GraphBuilder, constant: string, g: string, shape?: readonly number[]): string {
-  const zero = b.op('Mul', [b.op('Size', [g]), b.int64(0)]);
-  const target = shape ? b.int64s(shape) : b.shapeOf(constant);
-  return b.op('Reshape', [constant, b.op('Add', [target, zero])]);
-}
 
 /** `g · w` in float32 for g `[..., N]` and a float32 w `[N, K]`, returned in the activation's type. */
 function productBack(ctx: VjpContext, g: string, w: string): string {
@@ -59,7 +46,7 @@ const matMulNBits: VjpRule = (ctx, grads) => {
   const layout = nBitsLayout(node);
   if (typeof layout === 'string') throw new AutodiffError(layout);
   const g = only(ctx, grads);
-  const allRows: ReadRows = (c, rowShape) => whenNeeded(b, c, g, [layout.N, ...rowShape]);
+  const allRows: ReadRows = (c, rowShape) => readWhen(b, c, g, [layout.N, ...rowShape]);
   return [productBack(ctx, g, dequantizeNBits(b, ctx.inputs, layout, allRows))];
 };
 
@@ -92,10 +79,10 @@ const matMulBnb4: VjpRule = (ctx, grads) => {
   const count = N * K;
   const blocks = Math.ceil(count / blockSize);
   const g = only(ctx, grads);
-  const codes = unpackCodes(b, whenNeeded(b, packed, g), 4, false); // [2 · ceil(N·K / 2)]
+  const codes = unpackCodes(b, readWhen(b, packed, g), 4, false); // [2 · ceil(N·K / 2)]
   const index = b.cast(b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), DataType.INT32);
   const values = b.op('Gather', [b.constant(DataType.FLOAT, [16], book), index], { axis: 0 }); // [N·K]
-  const blockScale = b.cast(whenNeeded(b, absmax, g, [blocks, 1]), DataType.FLOAT);
+  const blockScale = b.cast(readWhen(b, absmax, g, [blocks, 1]), DataType.FLOAT);
   const perBlock = b.op('Expand', [blockScale, b.int64s([blocks, blockSize])]);
   const scale = b.op('Slice', [b.op('Reshape', [perBlock, b.int64s([-1])]), b.int64s([0]), b.int64s([count])]);
   const w = b.op('Reshape', [b.op('Mul', [values, scale]), b.int64s([N, K])]);
@@ -115,7 +102,7 @@ const dynamicQuantizeMatMul: VjpRule = (ctx, grads) => {
   const w = dequantizeColumns(
     b,
     ctx.inputs,
-    (stored) => whenNeeded(b, stored, g),
+    (stored) => readWhen(b, stored, g),
     (perColumn) => perColumn,
   ); // [K, N]
   return [timesTransposed(b, g, w, weight)];

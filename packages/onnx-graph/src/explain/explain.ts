@@ -215,10 +215,12 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions, forwardR
   // LM head rows of the targets: [T, D]; a quantized head's are gathered packed and dequantised, in the
   // type the head computes in (its activation's), the dequantised-weight reference (docs/supported-exports.md)
   const head = hooks.lmHead;
-  const headNode = g.nodeByName(head.node);
   let selected: string;
-  if (head.quantized && headNode) selected = b.cast(quantizedHeadRows(b, headNode, ids), b.dtype(head.input));
-  else {
+  if (head.quantized) {
+    const node = g.nodeByName(head.node);
+    if (!node) throw new HookNotFoundError(`the LM head node ${head.node} is not in the graph`);
+    selected = b.cast(quantizedHeadRows(b, node, ids), b.dtype(head.input));
+  } else {
     const gathered =
       head.layout === 'DxV'
         ? b.op('Transpose', [b.op('Gather', [head.weight, ids], { axis: 1 })], { perm: [1, 0] })

@@ -29,6 +29,18 @@ export function unpackCodes(b: GraphBuilder, bytes: string, bits: number, lowFir
   return b.op('Reshape', [stacked, b.op('Concat', [outer, b.int64s([-1])], { axis: 0 })]);
 }
 
+/**
+ * A packed constant reshaped to `shape`, read once `after` exists: the Reshape's shape is `shape` plus
+ * 0 · Size(after); one Reshape, as ONNX Runtime 1.30's fusion of two consecutive Reshapes fails on a computed
+ * shape. Computed from constants alone, ONNX Runtime would fold it (and what follows it) into an initializer
+ * for the whole session at session creation: a second copy of the packed weight, or its float32 dequantisation.
+ */
+export function readWhen(b: GraphBuilder, constant: string, after: string, shape?: readonly number[]): string {
+  const zero = b.op('Mul', [b.op('Size', [after]), b.int64(0)]);
+  const target = shape ? b.int64s(shape) : b.shapeOf(constant);
+  return b.op('Reshape', [constant, b.op('Add', [target, zero])]);
+}
+
 /** MatMulNBits' attributes: W `[N, K]` in blocks of `blockSize` along K, `bits`-wide codes. */
 export interface NBitsLayout {
   K: number;
@@ -116,7 +128,7 @@ export function quantizedHeadRows(b: GraphBuilder, node: NodeProto, ids: string)
     const layout = nBitsLayout(node);
     if (typeof layout === 'string') throw new UnsupportedModelError(layout);
     const targetRows: ReadRows = (c, rowShape) =>
-      b.op('Gather', [b.op('Reshape', [c, b.int64s([layout.N, ...rowShape])]), ids], { axis: 0 });
+      b.op('Gather', [readWhen(b, c, ids, [layout.N, ...rowShape]), ids], { axis: 0 });
     return dequantizeNBits(b, node.input ?? [], layout, targetRows);
   }
   const columns = dequantizeColumns(

@@ -16,10 +16,13 @@ import type { Variant } from '@dexar/core/runtime';
 import {
   buildExplainGraph,
   DataType,
+  makeTensor,
   type NodeProto,
   type OnnxModel,
   readModel,
   ShapeInference,
+  type TensorProto,
+  tensorDims,
   UnsupportedModelError,
 } from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
@@ -361,8 +364,8 @@ describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => 
 });
 
 /**
- * Quantized LM heads (llava-hf-eager14's q4 and q8 files quantize theirs, as transformers.js' exports do; the
- * other families keep it float): the logit lens reads the target rows of the packed head weight, dequantised,
+ * Quantized LM heads (llava-hf-eager14's q4, bnb4 and q8 files quantize theirs, as transformers.js' exports do;
+ * the other families keep it float): the logit lens reads the target rows of the packed head weight, dequantised,
  * never the whole vocabulary (the tests above hold the explanations to the dequantised-weights reference).
  */
 describe('a quantized LM head', () => {
@@ -372,6 +375,7 @@ describe('a quantized LM head', () => {
 
   it.each([
     ['q4', 'MatMulNBits', ['Reshape', 'Gather']],
+    ['bnb4', 'MatMulBnb4', ['Reshape', 'Gather']],
     ['quantized', 'DynamicQuantizeMatMul', ['Gather']],
   ] as const)(
     '%s (%s): the explain graph reads the packed head weight through a Gather of the targets only',
@@ -390,15 +394,19 @@ describe('a quantized LM head', () => {
     },
   );
 
-  it('a head in a quantized form the lens does not read (MatMulBnb4) is refused in one line naming it and the fix', () => {
-    const model = decoder('q4');
-    const head = model.graph.nodes.find((n) => n.opType === 'MatMulNBits' && n.output?.[0] === 'logits') as NodeProto;
-    // its packed weight and scales stand for MatMulBnb4's B and absmax: the refusal reads the op only
-    head.opType = 'MatMulBnb4';
-    head.input = head.input?.slice(0, 3) ?? [];
+  it('a head in a quantized form the lens does not read (QDQ: a DequantizeLinear weight) is refused in one line naming it and the fix', () => {
+    const model = readModel(readFileSync(`${zoo}/models/llava-hf-eager14/onnx/decoder_model_merged.onnx`));
+    const g = model.graph;
+    const head = g.producer('logits') as NodeProto;
+    const [D, V] = tensorDims(g.constantTensor(head.input?.[1] ?? '') as TensorProto);
+    g.addInitializer(makeTensor('head_int8', DataType.INT8, [D, V], new Array(D * V).fill(1)));
+    g.addInitializer(makeTensor('head_scale', DataType.FLOAT, [], [0.01]));
+    g.addNode({ name: 'head_dq', opType: 'DequantizeLinear', input: ['head_int8', 'head_scale'], output: ['head_w'] });
+    head.input = [head.input?.[0] ?? '', 'head_w'];
+    g.invalidate();
     expect(() => explainGraph(model)).toThrow(
       new UnsupportedModelError(
-        `the LM head is a quantized com.microsoft:MatMulBnb4 (node ${head.name}); quantized heads are read as MatMulNBits (q4) or DynamicQuantizeLinear + MatMulInteger (q8): export the head in one of those forms or in float (the fp32/fp16 model)`,
+        `the LM head weight head_w of node ${head.name} is a DequantizeLinear of stored integers (QDQ), which the logit lens does not read; export the head as MatMulNBits (q4), MatMulBnb4 (bnb4) or DynamicQuantizeLinear + MatMulInteger (q8), or in float`,
       ),
     );
   });

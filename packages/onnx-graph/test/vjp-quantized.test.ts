@@ -373,19 +373,22 @@ describe('the backward products under ONNX Runtime’s full optimisation (the ex
 /**
  * A quantized LM head's target rows (graph/quantized-weights.ts `quantizedHeadRows`: the packed rows gathered,
  * then dequantised) against the same rows of the whole weight: ONNX Runtime's own kernel applied to the identity
- * (A = I_K gives Y = Wᵀ, exactly: every product is by 1 or 0), or for DynamicQuantizeMatMul, whose kernel
+ * (A = I_K gives Y = Wᵀ, exactly: every product is by 1 or 0; MatMulNBits, MatMulBnb4), or for DynamicQuantizeMatMul, whose kernel
  * rounds A, the dequantised W of the float function the graph approximates (MatMulNBits: equal, measured).
  */
 describe('a quantized LM head: its gathered and dequantised rows are the dequantised weight’s rows', () => {
   // the layer cases of the head's ops (a bias would add to A · Wᵀ), and MatMulNBits without zero points
+  // (MatMulBnb4: where its blocks of 16 divide K, as a head's must)
   const headCases = CASES.filter(
     (c) =>
-      ['com.microsoft:MatMulNBits', 'com.microsoft:DynamicQuantizeMatMul'].includes(c.rule) &&
+      c.rule !== 'QuantizeLinear' &&
       !c.float32Twin &&
-      !c.initializers.some((t) => t.name === 'bias'),
+      !c.initializers.some((t) => t.name === 'bias') &&
+      (c.rule !== 'com.microsoft:MatMulBnb4' || (c.a.at(-1) as number) % 16 === 0),
   );
   it.each([
     ...headCases,
+    matMulBnb4Case('FP4, 3 blocks per row', 48, 4, 0, 40),
     matMulNBitsCase({
       name: '4 bits, default zero point 8',
       K: 32,
@@ -416,16 +419,17 @@ describe('a quantized LM head: its gathered and dequantised rows are the dequant
     const excess = got.map((v, i) => Math.abs(v - (want[i] as number)) - 2 ** -23 * Math.abs(want[i] as number));
     expect(Math.max(...excess)).toBeLessThanOrEqual(0);
     // under ONNX Runtime's full optimisation (the explain session's level) no copy of the packed weight, nor
-    // any dequantisation, is folded into an initializer: the optimised graph's are the file's
+    // any dequantisation, is folded into an initializer: the optimised graph's are the graph's own
     const optimized = join(mkdtempSync(join(tmpdir(), 'dexar-head-rows-')), 'optimized.onnx');
-    const session = await ort.InferenceSession.create(writeModel(headRowsModel(c, ids.length)), {
+    const model = headRowsModel(c, ids.length);
+    const session = await ort.InferenceSession.create(writeModel(model), {
       graphOptimizationLevel: 'all',
       optimizedModelFilePath: optimized,
     });
     await session.release();
     const large = (m: OnnxModel) =>
       (m.graph.proto.initializer ?? []).filter((t) => (t.dims ?? []).map(Number).reduce((p, d) => p * d, 1) >= 16);
-    const stored = new Set(c.initializers.map((t) => t.name));
+    const stored = new Set(large(model).map((t) => t.name));
     expect(large(readModel(readFileSync(optimized))).filter((t) => !stored.has(t.name))).toEqual([]);
   });
 
@@ -489,6 +493,13 @@ async function headRows(c: QuantCase, ids: number[]): Promise<number[]> {
 }
 
 describe('quantized matmuls refused by name', () => {
+  it('a MatMulBnb4 LM head whose blocks straddle rows of the weight', () => {
+    const c = matMulBnb4Case('FP4, K = 10', 10, 3, 0, 41);
+    expect(() => headRowsModel(c, 2)).toThrow(
+      /^MatMulBnb4 LM head node MatMulBnb4_y has K=10, not a multiple of block_size 16: its blocks straddle rows of the weight; quantize the head with a block size dividing K, or keep it in float$/,
+    );
+  });
+
   it('MatMulNBits with g_idx (act-order)', () => {
     const c = matMulNBitsCase({ name: 'g_idx', K: 32, N: 4, bits: 4, blockSize: 16, zeroPoints: true, seed: 9 });
     const n = c.nodes[0] as NodeProto;

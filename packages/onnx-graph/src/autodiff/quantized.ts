@@ -1,6 +1,7 @@
 import { AutodiffError } from '../errors.js';
-import { attrInt } from '../graph/attributes.js';
 import {
+  bnb4Layout,
+  bnb4Values,
   dequantizeColumns,
   dequantizeNBits,
   nBitsLayout,
@@ -32,14 +33,6 @@ function productBack(ctx: VjpContext, g: string, w: string): string {
   return b.cast(b.op('MatMul', [b.cast(g, DataType.FLOAT), w]), b.dtype(a));
 }
 
-function requiredAttr(ctx: VjpContext, name: string): number {
-  const v = attrInt(ctx.node, name);
-  if (v === undefined) {
-    throw new AutodiffError(`${ctx.node.opType} node ${ctx.node.name ?? ''} has no ${name} attribute`);
-  }
-  return v;
-}
-
 /** com.microsoft MatMulNBits: Y = A · Wᵀ (+ bias), W `[N, K]` (graph/quantized-weights.ts). dA = dY · W. */
 const matMulNBits: VjpRule = (ctx, grads) => {
   const { b, node } = ctx;
@@ -50,38 +43,22 @@ const matMulNBits: VjpRule = (ctx, grads) => {
   return [productBack(ctx, g, dequantizeNBits(b, ctx.inputs, layout, allRows))];
 };
 
-/** bitsandbytes' FP4 and NF4 code books (ONNX Runtime blockwise_quant_block_bnb4.h), by quant_type. */
-const BNB4_CODES: Readonly<Record<number, readonly number[]>> = {
-  0: [
-    0, 0.005208333333, 0.6666666667, 1, 0.3333333333, 0.5, 0.1666666667, 0.25, -0, -0.005208333333, -0.6666666667, -1,
-    -0.3333333333, -0.5, -0.1666666667, -0.25,
-  ],
-  1: [
-    -1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
-    -0.09105003625154495, 0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1,
-  ],
-};
-
 /**
  * com.microsoft MatMulBnb4: Y = A · Wᵀ, W `[N, K]` flattened into blocks of `block_size`, each
  * element a 4-bit code (two per byte, the first in the high bits) into the FP4 or NF4 code book
  * (`quant_type` 0 / 1), times its block's absmax. dA = dY · W.
  */
 const matMulBnb4: VjpRule = (ctx, grads) => {
-  const { b, node } = ctx;
+  const { b } = ctx;
   const [, packed, absmax] = ctx.inputs as [string, string, string];
-  const K = requiredAttr(ctx, 'K');
-  const N = requiredAttr(ctx, 'N');
-  const blockSize = requiredAttr(ctx, 'block_size');
-  const book = BNB4_CODES[requiredAttr(ctx, 'quant_type')];
-  if (!book) throw new AutodiffError(`MatMulBnb4 node ${node.name ?? ''} has an unknown quant_type`);
+  const layout = bnb4Layout(ctx.node);
+  if (typeof layout === 'string') throw new AutodiffError(layout);
+  const { K, N, blockSize } = layout;
   const count = N * K;
   const blocks = Math.ceil(count / blockSize);
   const g = only(ctx, grads);
   const codes = unpackCodes(b, readWhen(b, packed, g), 4, false); // [2 · ceil(N·K / 2)]
-  const index = b.cast(b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), DataType.INT32);
-  const values = b.op('Gather', [b.constant(DataType.FLOAT, [16], book), index], { axis: 0 }); // [N·K]
+  const values = bnb4Values(b, b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), layout); // [N·K]
   const blockScale = b.cast(readWhen(b, absmax, g, [blocks, 1]), DataType.FLOAT);
   const perBlock = b.op('Expand', [blockScale, b.int64s([blocks, blockSize])]);
   const scale = b.op('Slice', [b.op('Reshape', [perBlock, b.int64s([-1])]), b.int64s([0]), b.int64s([count])]);

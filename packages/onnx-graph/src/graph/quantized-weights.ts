@@ -93,6 +93,44 @@ export function dequantizeNBits(
   return blocks * blockSize === K ? padded : b.op('Slice', [padded, b.int64s([0]), b.int64s([K]), b.int64s([1])]);
 }
 
+/** bitsandbytes' FP4 and NF4 code books (ONNX Runtime blockwise_quant_block_bnb4.h), by quant_type. */
+const BNB4_CODES: Readonly<Record<number, readonly number[]>> = {
+  0: [
+    0, 0.005208333333, 0.6666666667, 1, 0.3333333333, 0.5, 0.1666666667, 0.25, -0, -0.005208333333, -0.6666666667, -1,
+    -0.3333333333, -0.5, -0.1666666667, -0.25,
+  ],
+  1: [
+    -1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
+    -0.09105003625154495, 0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1,
+  ],
+};
+
+/** MatMulBnb4's attributes: W `[N, K]` flattened into blocks of `blockSize`, 4-bit codes into `book`. */
+export interface Bnb4Layout {
+  K: number;
+  N: number;
+  blockSize: number;
+  book: readonly number[];
+}
+
+/** The layout of a MatMulBnb4 node, or the reason it is not one this package dequantises. */
+export function bnb4Layout(node: NodeProto): Bnb4Layout | string {
+  const [K, N, blockSize, quantType] = ['K', 'N', 'block_size', 'quant_type'].map((a) => attrInt(node, a));
+  const book = BNB4_CODES[quantType ?? -1];
+  if (K === undefined || N === undefined || blockSize === undefined) {
+    return `MatMulBnb4 node ${node.name ?? ''} lacks one of its K, N, block_size attributes`;
+  }
+  if (!book) return `MatMulBnb4 node ${node.name ?? ''} has an unknown quant_type`;
+  return { K, N, blockSize, book };
+}
+
+/** MatMulBnb4's code values: uint8 codes `[...]` (0 to 15) looked up in the code book, float32 `[...]`. */
+export function bnb4Values(b: GraphBuilder, codes: string, layout: Bnb4Layout): string {
+  const book = b.constant(DataType.FLOAT, [16], layout.book);
+  return b.op('Gather', [book, b.cast(codes, DataType.INT32)], { axis: 0 });
+}
+
 /**
  * com.microsoft DynamicQuantizeMatMul's W `[K, C]` in float32: B `[K, N]` int8 / uint8, W = (B − zero point)
  * · scale, per tensor or per column. `readWeight` picks B's columns, `readColumns` the same columns of a
@@ -115,7 +153,7 @@ export function dequantizeColumns(
 }
 
 /** The quantized LM heads the logit lens reads (hooks/hooks.ts): q4 and q8 as transformers.js exports them. */
-export const QUANTIZED_HEADS: ReadonlySet<string> = new Set(['MatMulNBits', 'DynamicQuantizeMatMul']);
+export const QUANTIZED_HEADS: ReadonlySet<string> = new Set(['MatMulNBits', 'MatMulBnb4', 'DynamicQuantizeMatMul']);
 
 /**
  * The rows `ids` `[T]` of a quantized LM head's weight W `[V, D]`, dequantised: `[T, D]` float32. Gathering
@@ -131,6 +169,7 @@ export function quantizedHeadRows(b: GraphBuilder, node: NodeProto, ids: string)
       b.op('Gather', [readWhen(b, c, ids, [layout.N, ...rowShape]), ids], { axis: 0 });
     return dequantizeNBits(b, node.input ?? [], layout, targetRows);
   }
+  if (node.opType === 'MatMulBnb4') return bnb4Rows(b, node, ids);
   const columns = dequantizeColumns(
     b,
     node.input ?? [],
@@ -138,4 +177,26 @@ export function quantizedHeadRows(b: GraphBuilder, node: NodeProto, ids: string)
     (perColumn) => b.op('Gather', [perColumn, ids], { axis: 0 }),
   ); // [D, T]
   return b.op('Transpose', [columns], { perm: [1, 0] });
+}
+
+/**
+ * MatMulBnb4's rows `ids` of W `[N, K]`: the blocks run over W flattened, so row n is the K/block whole blocks
+ * from n · K/block when the block divides K (its codes the K/2 bytes from n · K/2): gathered, then looked up and
+ * scaled. A block straddling two rows is refused.
+ */
+function bnb4Rows(b: GraphBuilder, node: NodeProto, ids: string): string {
+  const layout = bnb4Layout(node);
+  if (typeof layout === 'string') throw new UnsupportedModelError(layout);
+  const { K, N, blockSize } = layout;
+  if (K % blockSize !== 0) {
+    throw new UnsupportedModelError(
+      `MatMulBnb4 LM head node ${node.name ?? ''} has K=${K}, not a multiple of block_size ${blockSize}: its blocks straddle rows of the weight; quantize the head with a block size dividing K, or keep it in float`,
+    );
+  }
+  const [, packed, absmax] = node.input ?? [];
+  const rows = (c: string, width: number) => b.op('Gather', [readWhen(b, c, ids, [N, width]), ids], { axis: 0 });
+  const codes = unpackCodes(b, rows(packed ?? '', K / 2), 4, false); // [T, K]
+  const values = b.op('Reshape', [bnb4Values(b, codes, layout), b.int64s([0, K / blockSize, blockSize])]);
+  const scale = b.unsqueeze(b.cast(rows(absmax ?? '', K / blockSize), DataType.FLOAT), [-1]); // [T, K/block, 1]
+  return b.op('Reshape', [b.op('Mul', [values, scale]), b.int64s([0, K])]);
 }

@@ -2,7 +2,7 @@ import { HookNotFoundError, UnsupportedModelError } from '../errors.js';
 import { attrFloat, attrInt, attrInts } from '../graph/attributes.js';
 import { dominatorChain } from '../graph/dominators.js';
 import { type Graph, nodeInputs } from '../graph/graph.js';
-import { nBitsLayout, QUANTIZED_HEADS } from '../graph/quantized-weights.js';
+import { bnb4Layout, nBitsLayout, QUANTIZED_HEADS } from '../graph/quantized-weights.js';
 import { ShapeInference } from '../graph/shapes.js';
 import { validateGraph } from '../graph/validate.js';
 import type { OnnxModel } from '../model.js';
@@ -283,15 +283,13 @@ function headBehind(model: OnnxModel, shapes: ShapeInference, logits: string): L
     const p = g.producer(cur);
     if (!p) break;
     const op = p.opType ?? '';
-    const contrib = (p.domain ?? '') === 'com.microsoft';
-    if (((op === 'MatMul' || op === 'Gemm') && !p.domain) || (contrib && QUANTIZED_HEADS.has(op))) {
+    // the op's name alone: the graph's validation refused every contrib op it does not know before this
+    if (
+      ((op === 'MatMul' || op === 'Gemm') && !p.domain) ||
+      (p.domain === 'com.microsoft' && QUANTIZED_HEADS.has(op))
+    ) {
       head = p;
       break;
-    }
-    if (contrib && /MatMul/.test(op)) {
-      throw new UnsupportedModelError(
-        `the LM head is a quantized ${p.domain}:${op} (node ${p.name}); quantized heads are read as MatMulNBits (q4) or DynamicQuantizeLinear + MatMulInteger (q8): export the head in one of those forms or in float (the fp32/fp16 model)`,
-      );
     }
     const acts = (p.input ?? []).filter((i) => i && !isConstant(g, i));
     if (acts.length !== 1 || !['Add', 'Sub', 'Mul', 'Div', 'Tanh', 'Cast', 'Identity'].includes(op)) {
@@ -364,6 +362,11 @@ function floatHeadWeight(g: Graph, shapes: ShapeInference, head: NodeProto): Hea
       layout = layout === 'DxV' ? 'VxD' : 'DxV';
     } else break;
   }
+  if (g.producer(weight)?.opType === 'DequantizeLinear') {
+    throw new UnsupportedModelError(
+      `the LM head weight ${w} of node ${head.name} is a DequantizeLinear of stored integers (QDQ), which the logit lens does not read; export the head as MatMulNBits (q4), MatMulBnb4 (bnb4) or DynamicQuantizeLinear + MatMulInteger (q8), or in float`,
+    );
+  }
   if (!g.constantTensor(weight)) {
     throw new HookNotFoundError(
       `the LM head weight ${w} of node ${head.name} is computed, not stored; only stored (cast, or transposed tied) weights are supported`,
@@ -391,8 +394,9 @@ function floatHeadWeight(g: Graph, shapes: ShapeInference, head: NodeProto): Hea
 }
 
 /**
- * A quantized head's packed weight (graph/quantized-weights.ts): MatMulNBits' B `[V, blocks, blob]` (W is
- * `[V, D]`: VxD), DynamicQuantizeMatMul's B `[D, V]` (DxV); the op's bias input reads as a Gemm's C.
+ * A quantized head's packed weight (graph/quantized-weights.ts): MatMulNBits' B `[V, blocks, blob]` and
+ * MatMulBnb4's (W is `[V, D]`: VxD), DynamicQuantizeMatMul's B `[D, V]` (DxV); the op's bias input reads as
+ * a Gemm's C.
  */
 function quantizedHeadWeight(g: Graph, head: NodeProto): HeadWeight {
   const op = head.opType ?? '';
@@ -406,11 +410,15 @@ function quantizedHeadWeight(g: Graph, head: NodeProto): HeadWeight {
     const layout = nBitsLayout(head);
     if (typeof layout === 'string') throw new UnsupportedModelError(`the LM head: ${layout}`);
     out = { weight, layout: 'VxD', vocabSize: layout.N, hiddenSize: layout.K, alpha: 1, beta: 1, quantized: op };
+  } else if (op === 'MatMulBnb4') {
+    const layout = bnb4Layout(head);
+    if (typeof layout === 'string') throw new UnsupportedModelError(`the LM head: ${layout}`);
+    out = { weight, layout: 'VxD', vocabSize: layout.N, hiddenSize: layout.K, alpha: 1, beta: 1, quantized: op };
   } else {
     const [d, v] = tensorDims(stored) as [number, number];
     out = { weight, layout: 'DxV', vocabSize: v, hiddenSize: d, alpha: 1, beta: 1, quantized: op };
   }
-  // MatMulNBits' bias is input 5 (after g_idx), DynamicQuantizeMatMul's input 4
+  // MatMulNBits' bias is input 5 (after g_idx), DynamicQuantizeMatMul's input 4; MatMulBnb4 has none
   const bias = op === 'MatMulNBits' ? rest[1] : rest[0];
   if (bias) out.gemmBias = bias;
   return out;

@@ -152,14 +152,15 @@ export function dequantizeColumns(
   return b.op('DequantizeLinear', read, { axis: 1 });
 }
 
-/** The quantized LM heads the logit lens reads (hooks/hooks.ts): q4 and q8 as transformers.js exports them. */
+/** The quantized LM heads the logit lens reads (hooks/hooks.ts): q4, bnb4 and q8 as transformers.js exports them. */
 export const QUANTIZED_HEADS: ReadonlySet<string> = new Set(['MatMulNBits', 'MatMulBnb4', 'DynamicQuantizeMatMul']);
 
 /**
  * The rows `ids` `[T]` of a quantized LM head's weight W `[V, D]`, dequantised: `[T, D]` float32. Gathering
  * the packed rows before dequantising is exact and reads T rows, not V: MatMulNBits' blocks, scales and zero
- * points belong to one row of W (its N axis is the vocabulary), DynamicQuantizeMatMul's scale and zero point
- * to one column of B `[D, V]` (or to the whole tensor).
+ * points belong to one row of W (its N axis is the vocabulary), MatMulBnb4's whole blocks too where the block
+ * divides D (`bnb4Rows`), DynamicQuantizeMatMul's scale and zero point to one column of B `[D, V]` (or to the
+ * whole tensor).
  */
 export function quantizedHeadRows(b: GraphBuilder, node: NodeProto, ids: string): string {
   if (node.opType === 'MatMulNBits') {

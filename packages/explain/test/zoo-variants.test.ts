@@ -16,10 +16,14 @@ import type { Variant } from '@dexar/core/runtime';
 import {
   buildExplainGraph,
   DataType,
+  makeTensor,
   type NodeProto,
   type OnnxModel,
   readModel,
   ShapeInference,
+  type TensorProto,
+  tensorDims,
+  UnsupportedModelError,
 } from '@dexar/onnx-graph';
 import { nodeBackend, openModelFolder } from '@dexar/runtime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -356,6 +360,55 @@ describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => 
   it('generates the greedy tokens of the dequantised weights', async () => {
     const generation = await explainer.generate(await caseImage(ref), { prompt: ref.prompt, maxNewTokens: 5 });
     expect(generation.tokenIds).toEqual(ref.greedy_ids);
+  });
+});
+
+/**
+ * Quantized LM heads (llava-hf-eager14's q4, bnb4 and q8 files quantize theirs, as transformers.js' exports do;
+ * the other families keep it float): the logit lens reads the target rows of the packed head weight, dequantised,
+ * never the whole vocabulary (the tests above hold the explanations to the dequantised-weights reference).
+ */
+describe('a quantized LM head', () => {
+  const decoder = (variant: Variant) => graph('llava-hf-eager14', 'decoder_model_merged', variant);
+  const explainGraph = (model: OnnxModel) =>
+    buildExplainGraph(model, { layers: [0], compat: 'official', attention: 'self' });
+
+  it.each([
+    ['q4', 'MatMulNBits', ['Reshape', 'Gather']],
+    ['bnb4', 'MatMulBnb4', ['Reshape', 'Gather']],
+    ['quantized', 'DynamicQuantizeMatMul', ['Gather']],
+  ] as const)(
+    '%s (%s): the explain graph reads the packed head weight through a Gather of the targets only',
+    (variant, op, path) => {
+      const ex = explainGraph(decoder(variant));
+      const head = ex.hooks.lmHead;
+      expect(head.quantized).toBe(op);
+      const g = ex.model.graph;
+      const readers = g.consumers(head.weight).filter((n) => n.name !== head.node);
+      expect(readers.length).toBeGreaterThan(0);
+      for (const reader of readers) {
+        const ops = [reader.opType];
+        if (reader.opType === 'Reshape') ops.push(...g.consumers(reader.output?.[0] ?? '').map((n) => n.opType));
+        expect(ops).toEqual(path);
+      }
+    },
+  );
+
+  it('a head in a quantized form the lens does not read (QDQ: a DequantizeLinear weight) is refused in one line naming it and the fix', () => {
+    const model = readModel(readFileSync(`${zoo}/models/llava-hf-eager14/onnx/decoder_model_merged.onnx`));
+    const g = model.graph;
+    const head = g.producer('logits') as NodeProto;
+    const [D, V] = tensorDims(g.constantTensor(head.input?.[1] ?? '') as TensorProto);
+    g.addInitializer(makeTensor('head_int8', DataType.INT8, [D, V], new Array(D * V).fill(1)));
+    g.addInitializer(makeTensor('head_scale', DataType.FLOAT, [], [0.01]));
+    g.addNode({ name: 'head_dq', opType: 'DequantizeLinear', input: ['head_int8', 'head_scale'], output: ['head_w'] });
+    head.input = [head.input?.[0] ?? '', 'head_w'];
+    g.invalidate();
+    expect(() => explainGraph(model)).toThrow(
+      new UnsupportedModelError(
+        `the LM head weight head_w of node ${head.name} is a DequantizeLinear of stored integers (QDQ), which the logit lens does not read; export the head as MatMulNBits (q4), MatMulBnb4 (bnb4) or DynamicQuantizeLinear + MatMulInteger (q8), or in float`,
+      ),
+    );
   });
 });
 

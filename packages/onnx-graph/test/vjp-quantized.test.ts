@@ -8,6 +8,7 @@ import { QUANTIZED_VJP_RULES } from '../src/autodiff/quantized.js';
 import { makeAttribute } from '../src/graph/attributes.js';
 import { GraphBuilder } from '../src/graph/builder.js';
 import { fuseDynamicQuantizeMatMul } from '../src/graph/quantized-matmul.js';
+import { quantizedHeadRows } from '../src/graph/quantized-weights.js';
 import { type OnnxModel, readModel, writeModel } from '../src/model.js';
 import { floatToHalf, halfToFloat, makeTensor } from '../src/proto/tensor.js';
 import { DataType, type NodeProto, type TensorProto } from '../src/proto/types.js';
@@ -369,7 +370,136 @@ describe('the backward products under ONNX Runtime’s full optimisation (the ex
   });
 });
 
+/**
+ * A quantized LM head's target rows (graph/quantized-weights.ts `quantizedHeadRows`: the packed rows gathered,
+ * then dequantised) against the same rows of the whole weight: ONNX Runtime's own kernel applied to the identity
+ * (A = I_K gives Y = Wᵀ, exactly: every product is by 1 or 0; MatMulNBits, MatMulBnb4), or for DynamicQuantizeMatMul, whose kernel
+ * rounds A, the dequantised W of the float function the graph approximates (MatMulNBits: equal, measured).
+ */
+describe('a quantized LM head: its gathered and dequantised rows are the dequantised weight’s rows', () => {
+  // the layer cases of the head's ops (a bias would add to A · Wᵀ), and MatMulNBits without zero points
+  // (MatMulBnb4: where its blocks of 16 divide K, as a head's must)
+  const headCases = CASES.filter(
+    (c) =>
+      c.rule !== 'QuantizeLinear' &&
+      !c.float32Twin &&
+      !c.initializers.some((t) => t.name === 'bias') &&
+      (c.rule !== 'com.microsoft:MatMulBnb4' || (c.a.at(-1) as number) % 16 === 0),
+  );
+  it.each([
+    ...headCases,
+    matMulBnb4Case('FP4, 3 blocks per row', 48, 4, 0, 40),
+    matMulNBitsCase({
+      name: '4 bits, default zero point 8',
+      K: 32,
+      N: 5,
+      bits: 4,
+      blockSize: 32,
+      zeroPoints: false,
+      seed: 33,
+    }),
+  ])('$rule: $name', async (c) => {
+    const K = c.a.at(-1) as number;
+    const identity = Array.from({ length: K * K }, (_, i) => (i % (K + 1) === 0 ? 1 : 0));
+    const source = c.reference ?? c;
+    const wT = tensorValues(
+      (
+        await runModel(forwardModel(source, [K, K], DataType.FLOAT), {
+          a: makeOrtTensor(DataType.FLOAT, [K, K], identity),
+        })
+      ).y as ort.Tensor,
+    ); // Wᵀ [K, N]
+    const N = wT.length / K;
+    const ids = [N - 1, 0, 2, 0];
+    const got = await headRows(c, ids);
+    const want = ids.flatMap((n) => Array.from({ length: K }, (_, k) => wT[k * N + n] as number));
+    expect(got.length).toBe(ids.length * K);
+    // equal but for float32 rounding: the q8 reference W is (B − z) · s in double with the unrounded scale, rounded
+    // once to float32 (2^-24 relative), DequantizeLinear rounds (B − z) · float32(s) once (2^-24)
+    const excess = got.map((v, i) => Math.abs(v - (want[i] as number)) - 2 ** -23 * Math.abs(want[i] as number));
+    expect(Math.max(...excess)).toBeLessThanOrEqual(0);
+    // under ONNX Runtime's full optimisation (the explain session's level) no copy of the packed weight, nor
+    // any dequantisation, is folded into an initializer: the optimised graph's are the graph's own
+    const optimized = join(mkdtempSync(join(tmpdir(), 'dexar-head-rows-')), 'optimized.onnx');
+    const model = headRowsModel(c, ids.length);
+    const session = await ort.InferenceSession.create(writeModel(model), {
+      graphOptimizationLevel: 'all',
+      optimizedModelFilePath: optimized,
+    });
+    await session.release();
+    const large = (m: OnnxModel) =>
+      (m.graph.proto.initializer ?? []).filter((t) => (t.dims ?? []).map(Number).reduce((p, d) => p * d, 1) >= 16);
+    const stored = new Set(large(model).map((t) => t.name));
+    expect(large(readModel(readFileSync(optimized))).filter((t) => !stored.has(t.name))).toEqual([]);
+  });
+
+  /**
+   * The lens reads the dequantised rows on the float activation; a q8 head's own logits are computed on the
+   * activation rounded to the uint8 grid of step s = (max(0, max a) − min(0, min a)) / 255 (one scale per tensor):
+   * |logit − lens| = |Σ_k (â_k − a_k) W[y, k]| ≤ (s / 2) · ‖W[y]‖₁, plus float32 rounding of the sums.
+   */
+  it.each([
+    dynamicQuantizeMatMulCase('q8, uint8 weights, per-tensor', false, false, 37),
+    dynamicQuantizeMatMulCase('q8, int8 weights, per-column', true, true, 38),
+  ])('$name: the lens is within (s / 2) · ‖W[y]‖₁ of the head’s own logits', async (c) => {
+    const K = c.a.at(-1) as number;
+    const a = randomFloats(rng(39), count(c.a), -1, 1);
+    const y = tensorValues(
+      (await runModel(forwardModel(c, c.a, DataType.FLOAT), { a: makeOrtTensor(DataType.FLOAT, c.a, a) }))
+        .y as ort.Tensor,
+    ); // [..., N]
+    const N = y.length / (a.length / K);
+    const ids = [N - 1, 0, 2];
+    const rows = await headRows(c, ids);
+    const s = (Math.max(0, ...a) - Math.min(0, ...a)) / 255;
+    let worst = 0;
+    for (let p = 0; p < a.length / K; p++) {
+      ids.forEach((id, t) => {
+        const row = rows.slice(t * K, (t + 1) * K);
+        const x = a.slice(p * K, (p + 1) * K);
+        const lens = x.reduce((sum, v, k) => sum + v * (row[k] as number), 0);
+        const magnitude = x.reduce((sum, v, k) => sum + Math.abs(v * (row[k] as number)), 0);
+        const bound = (s / 2) * row.reduce((sum, w) => sum + Math.abs(w), 0) + 2 ** -20 * magnitude;
+        worst = Math.max(worst, Math.abs((y[p * N + id] as number) - lens) / bound);
+      });
+    }
+    console.log(`q8 head ${c.name}: |logit − lens| / bound ≤ ${worst.toFixed(3)}`);
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+});
+
+/** A graph of `quantizedHeadRows` of a case's node: `rows` `[T, K]` for the input `ids` `[T]`. */
+function headRowsModel(c: QuantCase, T: number): OnnxModel {
+  const model = buildModel({
+    inputs: [valueInfo('ids', DataType.INT64, [T])],
+    outputs: [],
+    nodes: [],
+    initializers: c.initializers,
+    opset: 21,
+    contrib: true,
+  });
+  const b = new GraphBuilder(model, { prefix: 'head' });
+  const rows = quantizedHeadRows(b, c.nodes[0] as NodeProto, 'ids');
+  model.graph.addNode({ name: 'out', opType: 'Identity', input: [rows], output: ['rows'] });
+  model.graph.proto.output?.push(valueInfo('rows', DataType.FLOAT));
+  model.graph.invalidate();
+  return readModel(writeModel(model));
+}
+
+/** The rows of `headRowsModel` for the targets `ids`, run on ONNX Runtime: `[T · K]`. */
+async function headRows(c: QuantCase, ids: number[]): Promise<number[]> {
+  const feeds = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [ids.length]) };
+  return tensorValues((await runModel(headRowsModel(c, ids.length), feeds)).rows as ort.Tensor);
+}
+
 describe('quantized matmuls refused by name', () => {
+  it('a MatMulBnb4 LM head whose blocks straddle rows of the weight', () => {
+    const c = matMulBnb4Case('FP4, K = 10', 10, 3, 0, 41);
+    expect(() => headRowsModel(c, 2)).toThrow(
+      /^MatMulBnb4 LM head node MatMulBnb4_y has K=10, not a multiple of block_size 16: its blocks straddle rows of the weight; quantize the head with a block size dividing K, or keep it in float$/,
+    );
+  });
+
   it('MatMulNBits with g_idx (act-order)', () => {
     const c = matMulNBitsCase({ name: 'g_idx', K: 32, N: 4, bits: 4, blockSize: 16, zeroPoints: true, seed: 9 });
     const n = c.nodes[0] as NodeProto;
@@ -384,7 +514,7 @@ describe('quantized matmuls refused by name', () => {
     );
     const b = new GraphBuilder(model, { prefix: 'grad' });
     expect(() => buildGradient(b, { output: 'y', wrt: ['a'] })).toThrow(
-      /^MatMulNBits node MatMulNBits_y has g_idx \(act-order\); only weights quantized in K order are differentiated$/,
+      /^MatMulNBits node MatMulNBits_y has g_idx \(act-order\); only weights quantized in K order are supported$/,
     );
   });
 });

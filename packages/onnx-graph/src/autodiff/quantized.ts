@@ -1,6 +1,14 @@
 import { AutodiffError } from '../errors.js';
-import { attrInt } from '../graph/attributes.js';
-import type { GraphBuilder } from '../graph/builder.js';
+import {
+  bnb4Layout,
+  bnb4Values,
+  dequantizeColumns,
+  dequantizeNBits,
+  nBitsLayout,
+  type ReadRows,
+  readWhen,
+  unpackCodes,
+} from '../graph/quantized-weights.js';
 import { DataType } from '../proto/types.js';
 import { timesTransposed } from './products.js';
 import { only, type VjpContext, type VjpRule } from './rules.js';
@@ -10,44 +18,13 @@ import { only, type VjpContext, type VjpRule } from './rules.js';
  * weights are constants, docs/supported-exports.md "Variants: quantized").
  *
  * Each backward product dequantises its packed weight at run time, from the packed constants read tied
- * to the output gradient (`whenNeeded`): nothing of it is a constant-only subgraph, so ONNX Runtime
- * folds none of it into a float32 copy at session creation, and a layer's float32 weight exists only
- * while its product runs. A transposed packed copy would be exact only for per-tensor scales:
+ * to the output gradient (graph/quantized-weights.ts `readWhen`): nothing of it is a constant-only
+ * subgraph, so ONNX Runtime folds none of it into a float32 copy at session creation, and a layer's
+ * float32 weight exists only while its product runs (where it is not folded, a DequantizeLinear of
+ * constants alone would be ordered first in the run, seen in ONNX Runtime's optimised graph, and kept
+ * alive until the backward pass reaches it). A transposed packed copy would be exact only for per-tensor scales:
  * MatMulNBits' blocks run along K, the transposed product would need them along N.
  */
-
-/**
- * A constant of the packed weight (codes, scales, zero points), read once the output gradient `g`
- * exists: a Reshape to `shape` (its own by default) plus 0 · Size(g); one Reshape, as ONNX Runtime 1.30's
- * fusion of two consecutive Reshapes fails on a computed shape. Computed from constants alone, its
- * dequantisation would be folded into a float32 initializer for the whole session (ONNX Runtime's
- * constant folding), or, where it is not folded (a DequantizeLinear), ordered first in the run (seen
- * in ONNX Runtime's optimised graph: the backward's DequantizeLinear ran before the forward's matmul)
- * and kept alive until the backward pass reaches it.
- */
-function whenNeeded(b: GraphBuilder, constant: string, g: string, shape?: readonly number[]): string {
-  const zero = b.op('Mul', [b.op('Size', [g]), b.int64(0)]);
-  const target = shape ? b.int64s(shape) : b.shapeOf(constant);
-  return b.op('Reshape', [constant, b.op('Add', [target, zero])]);
-}
-
-/**
- * Splits packed uint8 bytes `[..., n]` into their `bits`-wide codes `[..., n * 8 / bits]` (uint8), the lowest
- * bits first (`lowFirst`, MatMulNBits and ONNX int4) or the highest first (bitsandbytes): code j of byte v is
- * (v << (8 − bits·(j+1))) >> (8 − bits) in uint8, the left shift dropping the bits above it.
- */
-function unpackCodes(b: GraphBuilder, bytes: string, bits: number, lowFirst: boolean): string {
-  const per = 8 / bits;
-  if (per === 1) return bytes;
-  const shift = (x: string, by: number, direction: 'LEFT' | 'RIGHT') =>
-    by === 0 ? x : b.op('BitShift', [x, b.constant(DataType.UINT8, [], [by])], { direction });
-  const codes = Array.from({ length: per }, (_, j) =>
-    b.unsqueeze(shift(shift(bytes, 8 - bits * (j + 1), 'LEFT'), 8 - bits, 'RIGHT'), [-1]),
-  );
-  const stacked = b.op('Concat', lowFirst ? codes : codes.reverse(), { axis: -1 }); // [..., n, per]
-  const outer = b.op('Slice', [b.shapeOf(bytes), b.int64s([0]), b.int64s([-1])]);
-  return b.op('Reshape', [stacked, b.op('Concat', [outer, b.int64s([-1])], { axis: 0 })]);
-}
 
 /** `g · w` in float32 for g `[..., N]` and a float32 w `[N, K]`, returned in the activation's type. */
 function productBack(ctx: VjpContext, g: string, w: string): string {
@@ -56,63 +33,14 @@ function productBack(ctx: VjpContext, g: string, w: string): string {
   return b.cast(b.op('MatMul', [b.cast(g, DataType.FLOAT), w]), b.dtype(a));
 }
 
-function requiredAttr(ctx: VjpContext, name: string): number {
-  const v = attrInt(ctx.node, name);
-  if (v === undefined) {
-    throw new AutodiffError(`${ctx.node.opType} node ${ctx.node.name ?? ''} has no ${name} attribute`);
-  }
-  return v;
-}
-
-/**
- * com.microsoft MatMulNBits: Y = A · Wᵀ (+ bias), W `[N, K]` stored as B `[N, blocks, blob]` uint8,
- * `bits`-wide codes lowest bits first, blocks of `block_size` along K, W = (code − zero point) · scale
- * with scales `[N · blocks]`, zero points packed like B (`[N · ceil(blocks · bits / 8)]` uint8), or
- * unpacked in the scales' type, default 2^(bits−1) (ONNX Runtime ContribOperators.md). dA = dY · W.
- */
+/** com.microsoft MatMulNBits: Y = A · Wᵀ (+ bias), W `[N, K]` (graph/quantized-weights.ts). dA = dY · W. */
 const matMulNBits: VjpRule = (ctx, grads) => {
   const { b, node } = ctx;
-  const [, packed, scales, zeroPoints, gIdx] = ctx.inputs as [string, string, string, string?, string?];
-  if (gIdx) {
-    throw new AutodiffError(
-      `MatMulNBits node ${node.name ?? ''} has g_idx (act-order); only weights quantized in K order are differentiated`,
-    );
-  }
-  const K = requiredAttr(ctx, 'K');
-  const N = requiredAttr(ctx, 'N');
-  const bits = requiredAttr(ctx, 'bits');
-  const blockSize = requiredAttr(ctx, 'block_size');
-  if (![2, 4, 8].includes(bits)) {
-    throw new AutodiffError(`MatMulNBits node ${node.name ?? ''} has bits=${bits}; 2, 4 and 8 are differentiated`);
-  }
-  const blocks = Math.ceil(K / blockSize);
+  const layout = nBitsLayout(node);
+  if (typeof layout === 'string') throw new AutodiffError(layout);
   const g = only(ctx, grads);
-  const toFloat = (t: string) => b.cast(t, DataType.FLOAT);
-  const codes = toFloat(unpackCodes(b, whenNeeded(b, packed, g), bits, true)); // [N, blocks, block_size]
-  let zero: string;
-  if (!zeroPoints) zero = b.scalar(2 ** (bits - 1), DataType.FLOAT);
-  else if (b.dtype(zeroPoints) === DataType.UINT8) {
-    const rows = whenNeeded(b, zeroPoints, g, [N, -1]);
-    const all = unpackCodes(b, rows, bits, true); // [N, ceil(blocks·bits/8)·8/bits]
-    zero = toFloat(b.unsqueeze(b.op('Slice', [all, b.int64s([0]), b.int64s([blocks]), b.int64s([1])]), [-1]));
-  } else zero = toFloat(whenNeeded(b, zeroPoints, g, [N, blocks, 1]));
-  const scale = toFloat(whenNeeded(b, scales, g, [N, blocks, 1]));
-  const padded = b.op('Reshape', [b.op('Mul', [b.op('Sub', [codes, zero]), scale]), b.int64s([N, blocks * blockSize])]);
-  const w = blocks * blockSize === K ? padded : b.op('Slice', [padded, b.int64s([0]), b.int64s([K]), b.int64s([1])]);
-  return [productBack(ctx, g, w)];
-};
-
-/** bitsandbytes' FP4 and NF4 code books (ONNX Runtime blockwise_quant_block_bnb4.h), by quant_type. */
-const BNB4_CODES: Readonly<Record<number, readonly number[]>> = {
-  0: [
-    0, 0.005208333333, 0.6666666667, 1, 0.3333333333, 0.5, 0.1666666667, 0.25, -0, -0.005208333333, -0.6666666667, -1,
-    -0.3333333333, -0.5, -0.1666666667, -0.25,
-  ],
-  1: [
-    -1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
-    -0.09105003625154495, 0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1,
-  ],
+  const allRows: ReadRows = (c, rowShape) => readWhen(b, c, g, [layout.N, ...rowShape]);
+  return [productBack(ctx, g, dequantizeNBits(b, ctx.inputs, layout, allRows))];
 };
 
 /**
@@ -121,20 +49,17 @@ const BNB4_CODES: Readonly<Record<number, readonly number[]>> = {
  * (`quant_type` 0 / 1), times its block's absmax. dA = dY · W.
  */
 const matMulBnb4: VjpRule = (ctx, grads) => {
-  const { b, node } = ctx;
+  const { b } = ctx;
   const [, packed, absmax] = ctx.inputs as [string, string, string];
-  const K = requiredAttr(ctx, 'K');
-  const N = requiredAttr(ctx, 'N');
-  const blockSize = requiredAttr(ctx, 'block_size');
-  const book = BNB4_CODES[requiredAttr(ctx, 'quant_type')];
-  if (!book) throw new AutodiffError(`MatMulBnb4 node ${node.name ?? ''} has an unknown quant_type`);
+  const layout = bnb4Layout(ctx.node);
+  if (typeof layout === 'string') throw new AutodiffError(layout);
+  const { K, N, blockSize } = layout;
   const count = N * K;
   const blocks = Math.ceil(count / blockSize);
   const g = only(ctx, grads);
-  const codes = unpackCodes(b, whenNeeded(b, packed, g), 4, false); // [2 · ceil(N·K / 2)]
-  const index = b.cast(b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), DataType.INT32);
-  const values = b.op('Gather', [b.constant(DataType.FLOAT, [16], book), index], { axis: 0 }); // [N·K]
-  const blockScale = b.cast(whenNeeded(b, absmax, g, [blocks, 1]), DataType.FLOAT);
+  const codes = unpackCodes(b, readWhen(b, packed, g), 4, false); // [2 · ceil(N·K / 2)]
+  const values = bnb4Values(b, b.op('Slice', [codes, b.int64s([0]), b.int64s([count]), b.int64s([0])]), layout); // [N·K]
+  const blockScale = b.cast(readWhen(b, absmax, g, [blocks, 1]), DataType.FLOAT);
   const perBlock = b.op('Expand', [blockScale, b.int64s([blocks, blockSize])]);
   const scale = b.op('Slice', [b.op('Reshape', [perBlock, b.int64s([-1])]), b.int64s([0]), b.int64s([count])]);
   const w = b.op('Reshape', [b.op('Mul', [values, scale]), b.int64s([N, K])]);
@@ -149,15 +74,14 @@ const matMulBnb4: VjpRule = (ctx, grads) => {
  */
 const dynamicQuantizeMatMul: VjpRule = (ctx, grads) => {
   const { b } = ctx;
-  const [, weight, scale, zeroPoint] = ctx.inputs as [string, string, string, string?];
-  const perTensor = (t: string) => {
-    const dims = b.shape(t);
-    if (!dims) throw new AutodiffError(`the shape of the weight scale ${t} is unknown`);
-    return dims.every((d) => d === 1) ? b.op('Reshape', [t, b.int64s([])]) : t;
-  };
-  const quantization = [perTensor(scale), ...(zeroPoint ? [perTensor(zeroPoint)] : [])];
   const g = only(ctx, grads);
-  const w = b.op('DequantizeLinear', [whenNeeded(b, weight, g), ...quantization], { axis: 1 }); // [K, N]
+  const weight = ctx.inputs[1] as string;
+  const w = dequantizeColumns(
+    b,
+    ctx.inputs,
+    (stored) => readWhen(b, stored, g),
+    (perColumn) => perColumn,
+  ); // [K, N]
   return [timesTransposed(b, g, w, weight)];
 };
 

@@ -6,6 +6,7 @@ import { formatShape } from '../graph/dims.js';
 import { expandFusedAttention, isExpandable, restoreFusedAttention } from '../graph/fused-attention.js';
 import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, pruneUnread, specializeIf } from '../graph/passes.js';
 import { fuseDynamicQuantizeMatMul } from '../graph/quantized-matmul.js';
+import { quantizedHeadRows } from '../graph/quantized-weights.js';
 import { validateGraph } from '../graph/validate.js';
 import { assertUnfusedAttention, type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
@@ -211,13 +212,21 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions, forwardR
     addGraphOutput(model, ids, DataType.INT64, [TARGET_AXIS]);
   }
 
-  // LM head rows of the targets: [T, D]
+  // LM head rows of the targets: [T, D]; a quantized head's are gathered packed and dequantised, in the
+  // type the head computes in (its activation's), the dequantised-weight reference (docs/supported-exports.md)
   const head = hooks.lmHead;
-  const gathered =
-    head.layout === 'DxV'
-      ? b.op('Transpose', [b.op('Gather', [head.weight, ids], { axis: 1 })], { perm: [1, 0] })
-      : b.op('Gather', [head.weight, ids], { axis: 0 });
-  const selected = head.weightCast !== undefined ? b.cast(gathered, head.weightCast) : gathered;
+  let selected: string;
+  if (head.quantized) {
+    const node = g.nodeByName(head.node);
+    if (!node) throw new HookNotFoundError(`the LM head node ${head.node} is not in the graph`);
+    selected = b.cast(quantizedHeadRows(b, node, ids), b.dtype(head.input));
+  } else {
+    const gathered =
+      head.layout === 'DxV'
+        ? b.op('Transpose', [b.op('Gather', [head.weight, ids], { axis: 1 })], { perm: [1, 0] })
+        : b.op('Gather', [head.weight, ids], { axis: 0 });
+    selected = head.weightCast !== undefined ? b.cast(gathered, head.weightCast) : gathered;
+  }
   const headType = b.dtype(selected);
   const L = hooks.layers.length;
   const finalNormNodes = hooks.finalNorm ? g.nodesBetween([hooks.finalNorm.input], [hooks.finalNorm.output]) : [];

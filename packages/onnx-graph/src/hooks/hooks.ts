@@ -2,6 +2,7 @@ import { HookNotFoundError, UnsupportedModelError } from '../errors.js';
 import { attrFloat, attrInt, attrInts } from '../graph/attributes.js';
 import { dominatorChain } from '../graph/dominators.js';
 import { type Graph, nodeInputs } from '../graph/graph.js';
+import { bnb4Layout, nBitsLayout, QUANTIZED_HEADS } from '../graph/quantized-weights.js';
 import { ShapeInference } from '../graph/shapes.js';
 import { validateGraph } from '../graph/validate.js';
 import type { OnnxModel } from '../model.js';
@@ -45,8 +46,13 @@ export interface LmHeadHook {
   input: string;
   /** The head's output (logits before the tail). */
   output: string;
-  /** Weight initializer (a tied embedding read through a Transpose is reported as itself). */
+  /**
+   * Weight initializer (a tied embedding read through a Transpose is reported as itself); of a quantized
+   * head, its packed weight.
+   */
   weight: string;
+  /** A quantized head's op (graph/quantized-weights.ts `QUANTIZED_HEADS`): its rows are read dequantised. */
+  quantized?: string;
   /** `DxV`: [hidden, vocab] (MatMul(x, W)); `VxD`: [vocab, hidden] (Gemm transB or tied embedding). */
   layout: 'DxV' | 'VxD';
   /** Element type the graph casts the stored weight to before the head, if it does. */
@@ -277,14 +283,13 @@ function headBehind(model: OnnxModel, shapes: ShapeInference, logits: string): L
     const p = g.producer(cur);
     if (!p) break;
     const op = p.opType ?? '';
-    if (op === 'MatMul' || op === 'Gemm') {
+    // the op's name alone: the graph's validation refused every contrib op it does not know before this
+    if (
+      ((op === 'MatMul' || op === 'Gemm') && !p.domain) ||
+      (p.domain === 'com.microsoft' && QUANTIZED_HEADS.has(op))
+    ) {
       head = p;
       break;
-    }
-    if ((p.domain ?? '') === 'com.microsoft' && /MatMul/.test(op)) {
-      throw new UnsupportedModelError(
-        `the LM head is a quantized ${p.domain}:${op} (node ${p.name}); the logit lens needs a float head weight, use the fp32/fp16 model`,
-      );
     }
     const acts = (p.input ?? []).filter((i) => i && !isConstant(g, i));
     if (acts.length !== 1 || !['Add', 'Sub', 'Mul', 'Div', 'Tanh', 'Cast', 'Identity'].includes(op)) {
@@ -298,8 +303,42 @@ function headBehind(model: OnnxModel, shapes: ShapeInference, logits: string): L
   if (!head) {
     throw new HookNotFoundError(`no LM head MatMul/Gemm found behind the logits output ${logits}`);
   }
-  const [x, w, c] = head.input ?? [];
-  if (!x || !w) throw new HookNotFoundError(`LM head node ${head.name} has no weight input`);
+  const x = head.input?.[0];
+  if (!x) throw new HookNotFoundError(`LM head node ${head.name} has no activation input`);
+  const weight = head.domain ? quantizedHeadWeight(g, head) : floatHeadWeight(g, shapes, head);
+  let bias: string | undefined;
+  let softCap = false;
+  for (const t of tail) {
+    if (t.opType === 'Tanh') softCap = true;
+    if (t.opType === 'Add' && !bias) {
+      const k = (t.input ?? []).find((i) => i && isConstant(g, i));
+      const kt = k ? g.constantTensor(k) : undefined;
+      if (k && kt && tensorDims(kt).at(-1) === weight.vocabSize) bias = k;
+    }
+  }
+  const hook: LmHeadHook = {
+    node: head.name ?? '',
+    input: x,
+    output: head.output?.[0] ?? '',
+    ...weight,
+    tail: tail.map((t) => t.name ?? ''),
+    softCap,
+    logits,
+  };
+  if (bias) hook.bias = bias;
+  return hook;
+}
+
+/** What the logit lens reads of the head node: its weight and the product's constants. */
+type HeadWeight = Pick<
+  LmHeadHook,
+  'weight' | 'layout' | 'weightCast' | 'vocabSize' | 'hiddenSize' | 'alpha' | 'gemmBias' | 'beta' | 'quantized'
+>;
+
+/** A float MatMul / Gemm head's stored weight. */
+function floatHeadWeight(g: Graph, shapes: ShapeInference, head: NodeProto): HeadWeight {
+  const [, w, c] = head.input ?? [];
+  if (!w) throw new HookNotFoundError(`LM head node ${head.name} has no weight input`);
   let weight = w;
   let layout: 'DxV' | 'VxD' = 'DxV';
   let weightCast: number | undefined;
@@ -323,6 +362,11 @@ function headBehind(model: OnnxModel, shapes: ShapeInference, logits: string): L
       layout = layout === 'DxV' ? 'VxD' : 'DxV';
     } else break;
   }
+  if (g.producer(weight)?.opType === 'DequantizeLinear') {
+    throw new UnsupportedModelError(
+      `the LM head weight ${w} of node ${head.name} is a DequantizeLinear of stored integers (QDQ), which the logit lens does not read; export the head as MatMulNBits (q4), MatMulBnb4 (bnb4) or DynamicQuantizeLinear + MatMulInteger (q8), or in float`,
+    );
+  }
   if (!g.constantTensor(weight)) {
     throw new HookNotFoundError(
       `the LM head weight ${w} of node ${head.name} is computed, not stored; only stored (cast, or transposed tied) weights are supported`,
@@ -336,34 +380,48 @@ function headBehind(model: OnnxModel, shapes: ShapeInference, logits: string): L
   const [d0, d1] = dims as [number, number];
   const vocabSize = layout === 'DxV' ? d1 : d0;
   const hiddenSize = layout === 'DxV' ? d0 : d1;
-  let bias: string | undefined;
-  let softCap = false;
-  for (const t of tail) {
-    if (t.opType === 'Tanh') softCap = true;
-    if (t.opType === 'Add' && !bias) {
-      const k = (t.input ?? []).find((i) => i && isConstant(g, i));
-      const kt = k ? g.constantTensor(k) : undefined;
-      if (k && kt && tensorDims(kt).at(-1) === vocabSize) bias = k;
-    }
-  }
-  const hook: LmHeadHook = {
-    node: head.name ?? '',
-    input: x,
-    output: head.output?.[0] ?? '',
+  const out: HeadWeight = {
     weight,
     layout,
     vocabSize,
     hiddenSize,
     alpha: head.opType === 'Gemm' ? attrFloat(head, 'alpha', 1) : 1,
     beta: head.opType === 'Gemm' ? attrFloat(head, 'beta', 1) : 1,
-    tail: tail.map((t) => t.name ?? ''),
-    softCap,
-    logits,
   };
-  if (weightCast !== undefined) hook.weightCast = weightCast;
-  if (c) hook.gemmBias = c;
-  if (bias) hook.bias = bias;
-  return hook;
+  if (weightCast !== undefined) out.weightCast = weightCast;
+  if (c) out.gemmBias = c;
+  return out;
+}
+
+/**
+ * A quantized head's packed weight (graph/quantized-weights.ts): MatMulNBits' B `[V, blocks, blob]` and
+ * MatMulBnb4's (W is `[V, D]`: VxD), DynamicQuantizeMatMul's B `[D, V]` (DxV); the op's bias input reads as
+ * a Gemm's C.
+ */
+function quantizedHeadWeight(g: Graph, head: NodeProto): HeadWeight {
+  const op = head.opType ?? '';
+  const [, weight, , , ...rest] = head.input ?? [];
+  const stored = weight ? g.constantTensor(weight) : undefined;
+  if (!weight || !stored) {
+    throw new HookNotFoundError(`the packed LM head weight of ${op} node ${head.name} is computed, not stored`);
+  }
+  let out: HeadWeight;
+  if (op === 'MatMulNBits') {
+    const layout = nBitsLayout(head);
+    if (typeof layout === 'string') throw new UnsupportedModelError(`the LM head: ${layout}`);
+    out = { weight, layout: 'VxD', vocabSize: layout.N, hiddenSize: layout.K, alpha: 1, beta: 1, quantized: op };
+  } else if (op === 'MatMulBnb4') {
+    const layout = bnb4Layout(head);
+    if (typeof layout === 'string') throw new UnsupportedModelError(`the LM head: ${layout}`);
+    out = { weight, layout: 'VxD', vocabSize: layout.N, hiddenSize: layout.K, alpha: 1, beta: 1, quantized: op };
+  } else {
+    const [d, v] = tensorDims(stored) as [number, number];
+    out = { weight, layout: 'DxV', vocabSize: v, hiddenSize: d, alpha: 1, beta: 1, quantized: op };
+  }
+  // MatMulNBits' bias is input 5 (after g_idx), DynamicQuantizeMatMul's input 4; MatMulBnb4 has none
+  const bias = op === 'MatMulNBits' ? rest[1] : rest[0];
+  if (bias) out.gemmBias = bias;
+  return out;
 }
 
 /**

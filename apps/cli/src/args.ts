@@ -21,11 +21,31 @@ export function joinNegativeValues(argv: readonly string[], options: Record<stri
 }
 
 /** A command's arguments against its option table: unknown options refused, positionals allowed, `-2` taken as a value. */
-export function parseCommandLine<const O extends Record<string, OptionSpec>>(
+function parseCommandLine<const O extends Record<string, OptionSpec>>(
   argv: readonly string[],
   options: O,
 ): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>> {
   return parseArgs({ args: joinNegativeValues(argv, options), options, allowPositionals: true, strict: true });
+}
+
+/**
+ * Runs a command on its parsed arguments and turns a failure into one line on stderr (its stack
+ * too under `--debug`, which counts even when the arguments do not parse) and the exit code.
+ */
+export async function runCommand<const O extends Record<string, OptionSpec>>(
+  argv: readonly string[],
+  options: O,
+  help: string,
+  body: (parsed: ReturnType<typeof parseCommandLine<O>>) => Promise<number>,
+): Promise<number> {
+  let debug = argv.includes('--debug');
+  try {
+    const parsed = parseCommandLine(argv, options);
+    debug = (parsed.values as { debug?: boolean }).debug ?? false;
+    return await body(parsed);
+  } catch (error) {
+    return reportFailure(error, debug, help);
+  }
 }
 
 /** An integer option within `[min, max]`, both safe integers: digits beyond that would lose precision or allocate without bound. */
@@ -65,7 +85,7 @@ export function text(name: string, value: string | undefined, help: string): str
  * Writes the error as one line on stderr (the stack only with `--debug`) and returns the exit code:
  * 2 for usage errors (bad options, bad input the user can fix), 1 for runtime errors.
  */
-export function reportFailure(error: unknown, debug: boolean, help: string): number {
+function reportFailure(error: unknown, debug: boolean, help: string): number {
   const parseError = (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ?? false;
   const message = (error as Error).message.split('\n')[0];
   process.stderr.write(`dexar: error: ${message}${parseError ? ` (see ${help})` : ''}\n`);

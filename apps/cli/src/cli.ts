@@ -9,8 +9,7 @@ import {
   type OptionSpec,
   oneOf,
   optionHelp,
-  parseCommandLine,
-  reportFailure,
+  runCommand,
   SHARED_OPTIONS,
   sharedValues,
   text,
@@ -101,10 +100,7 @@ async function textOption(values: Record<string, unknown>, name: 'prompt' | 'tar
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'eval') return evalMain(argv.slice(1));
   if (argv[0] === 'serve') return serveMain(argv.slice(1));
-  let debug = argv.includes('--debug');
-  try {
-    const { values, positionals } = parseCommandLine(argv, OPTIONS);
-    debug = values.debug ?? false;
+  return runCommand(argv, OPTIONS, HELP, async ({ values, positionals }) => {
     const command = positionals[0];
     if (values.help || command === undefined) {
       process.stdout.write(`${USAGE}\n`);
@@ -193,9 +189,7 @@ export async function main(argv: string[]): Promise<number> {
     } finally {
       await explainer.release();
     }
-  } catch (error) {
-    return reportFailure(error, debug, HELP);
-  }
+  });
 }
 
 /** Drains a stream, writing each token and its weight to `out` as it arrives. */

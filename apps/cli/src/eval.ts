@@ -19,8 +19,7 @@ import {
   type OptionSpec,
   oneOf,
   optionHelp,
-  parseCommandLine,
-  reportFailure,
+  runCommand,
   SHARED_OPTIONS,
   sharedValues,
   usageError,
@@ -156,10 +155,7 @@ function progressLine(enabled: boolean): (p: EvalProgress) => void {
 
 /** `dexar eval ...` (argv after "eval"); returns the exit code. */
 export async function evalMain(argv: string[]): Promise<number> {
-  let debug = argv.includes('--debug');
-  try {
-    const { values, positionals } = parseCommandLine(argv, OPTIONS);
-    debug = values.debug ?? false;
+  return runCommand(argv, OPTIONS, HELP, async ({ values, positionals }) => {
     if (values.help) {
       process.stdout.write(`${EVAL_USAGE}\n`);
       return 0;
@@ -227,7 +223,5 @@ export async function evalMain(argv: string[]): Promise<number> {
       process.stdout.write(`wrote ${files.join(', ')}\n`);
     }
     return 0;
-  } catch (error) {
-    return reportFailure(error, debug, HELP);
-  }
+  });
 }

@@ -1,15 +1,6 @@
 import { basename, resolve } from 'node:path';
 import { loadAdapters } from '../adapters.js';
-import {
-  integer,
-  type OptionSpec,
-  optionHelp,
-  parseCommandLine,
-  reportFailure,
-  SHARED_OPTIONS,
-  sharedValues,
-  usageError,
-} from '../args.js';
+import { integer, type OptionSpec, optionHelp, runCommand, SHARED_OPTIONS, sharedValues, usageError } from '../args.js';
 import { builtin } from '../builtin.js';
 import { openExplainer } from '../library.js';
 import { stderrProgress } from '../progress.js';
@@ -52,10 +43,7 @@ ${optionHelp(OPTIONS)}`;
 
 /** `dexar serve`: runs until SIGINT or SIGTERM; returns the exit code. */
 export async function serveMain(argv: string[]): Promise<number> {
-  let debugging = argv.includes('--debug');
-  try {
-    const { values, positionals } = parseCommandLine(argv, OPTIONS);
-    debugging = values.debug ?? false;
+  return runCommand(argv, OPTIONS, HELP, async ({ values, positionals }) => {
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return 0;
@@ -112,7 +100,5 @@ export async function serveMain(argv: string[]): Promise<number> {
     await server.close();
     await explainer.release();
     return 0;
-  } catch (error) {
-    return reportFailure(error, debugging, HELP);
-  }
+  });
 }

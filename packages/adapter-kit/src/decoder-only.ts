@@ -2,7 +2,15 @@ import { type Compat, causalTextKeys, DexarError, type Grid, type KeySpan, type 
 import type { ExplainRows, PixelValues, PreparedInput, ScoreBatch } from '@dexar/core/adapter';
 import { type Backend, floatData, type ModelFolder, type Session, type TypedTensor } from '@dexar/core/runtime';
 import { type ConfigFields, GRAPHS } from './contract.js';
-import { type Cache, concatEmbeddings, decoderFeeds, type Embeddings, emptyCache, nextCache } from './decoding.js';
+import {
+  type Cache,
+  concatEmbeddings,
+  decoderFeeds,
+  type Embeddings,
+  emptyCache,
+  nextCache,
+  syntheticCache,
+} from './decoding.js';
 import { chunkCallsAreCausal, explainDecoderOnly, explainFeeds } from './explain-runs.js';
 import { FamilyModelBase, type FamilySettings, type OpenedSessions } from './family-model.js';
 import { batchAttentionMask, batchImageFeatures, checkScoreBatch, readLogProbabilities, tileRows } from './scoring.js';
@@ -99,19 +107,16 @@ export abstract class DecoderOnlyModel extends FamilyModelBase<MergedPrompt> {
   /** Whether the explain run's answer call (after the prefix call, for a prefix LM) is causal among its tokens. */
   async answerCallIsCausal(session: Session): Promise<boolean> {
     const hidden = (await this.embed([0])).hidden;
-    const run = (rows: Embeddings, cache: Cache, pastLength: number) =>
-      session.run({
+    // a prefix LM's answer call follows the prefix call: its past, of any values, takes the with-past path
+    const pastLength = this.settings.prefixCall ? 2 : 0;
+    const cache = syntheticCache(this.backend, this.settings.cache, pastLength);
+    return chunkCallsAreCausal(hidden, async (rows) => {
+      const feeds = {
         ...decoderFeeds(this.backend, rows, cache, pastLength, this.settings.firstPosition),
         ...explainFeeds(this.backend, [0], [0]),
-      });
-    let cache = emptyCache(this.backend, this.settings.cache);
-    let pastLength = 0;
-    if (this.settings.prefixCall) {
-      pastLength = 2;
-      const prefix = Float32Array.from({ length: pastLength * hidden }, (_, i) => Math.cos(i * 0.7));
-      cache = nextCache(await run({ data: prefix, length: pastLength, hidden }, cache, 0));
-    }
-    return chunkCallsAreCausal(hidden, async (rows) => (await run(rows, cache, pastLength)).logits);
+      };
+      return (await session.run(feeds)).logits;
+    });
   }
 
   /**

@@ -24,17 +24,30 @@ export type Cache = Record<string, TypedTensor>;
 
 /** An empty KV cache for `batch` rows (1 unless scoring a batch of variants). */
 export function emptyCache(backend: Backend, shape: CacheShape, batch = 1): Cache {
+  return cacheOf(backend, shape, batch, 0);
+}
+
+/**
+ * A KV cache of `past` positions of fixed values (batch 1): the past of a probe call, which asks how
+ * a graph treats the tokens of one call (docs/architecture.md) and not what any cached key holds.
+ */
+export function syntheticCache(backend: Backend, shape: CacheShape, past: number): Cache {
+  return cacheOf(backend, shape, 1, past);
+}
+
+/** `[batch, kvHeads, past, headDim]` per cache input, filled with cos(0.7 i). */
+function cacheOf(backend: Backend, shape: CacheShape, batch: number, past: number): Cache {
   const cache: Cache = {};
   const parts = shape.attention === 'cross' ? ['decoder.', 'encoder.'] : [''];
+  const size = batch * shape.kvHeads * past * shape.headDim;
   for (let i = 0; i < shape.numLayers; i++) {
     for (const part of parts) {
       for (const kind of ['key', 'value']) {
-        cache[`past_key_values.${i}.${part}${kind}`] = backend.tensor('float32', new Float32Array(0), [
-          batch,
-          shape.kvHeads,
-          0,
-          shape.headDim,
-        ]);
+        cache[`past_key_values.${i}.${part}${kind}`] = backend.tensor(
+          'float32',
+          Float32Array.from({ length: size }, (_, k) => Math.cos(k * 0.7)),
+          [batch, shape.kvHeads, past, shape.headDim],
+        );
       }
     }
   }

@@ -12,11 +12,13 @@ import {
   buildExplainGraph,
   explainCacheKeyFromDigest,
   explainGraphRecord,
+  hexDigest,
   OnnxGraphError,
   type OnnxModel,
   readModel,
   readModelStructure,
   sealExplainGraph,
+  sha256,
   toNumber,
   writeModel,
 } from '@dexar/onnx-graph';
@@ -63,12 +65,6 @@ export async function readDecoderStructure(folder: ModelFolder, path: string): P
   });
   return { bytes, digest: await sha256(bytes) };
 }
-
-async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
-}
-
-const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
 /** An opened explain graph and what was learnt about it. */
 export interface OpenedExplainGraph {
@@ -127,7 +123,7 @@ async function explainGraphSession(
   if (await folder.exists(path)) {
     const bytes = await folder.readBytes(path).catch(() => undefined);
     const record = bytes && (await explainGraphRecord(bytes, key));
-    if (record && (!record.weights || record.weights === hex(await graphDigest(folder, decoderPath)))) {
+    if (record && (!record.weights || record.weights === hexDigest(await graphDigest(folder, decoderPath)))) {
       onProgress?.({ stage: 'load', detail: `explain graph from cache ${path}` });
       const cached = await backend.createSession(folder, path, { weightsOnce: true }).catch(() => undefined);
       if (cached) return checkedSession(model, cached, path);
@@ -155,7 +151,7 @@ async function explainGraphSession(
   // decoder that lies elsewhere (a linked file, the user cache's mirror of a read-only folder)
   // lends nothing, and the weights go inside
   const decoder = await folder.readBytes(decoderPath);
-  const weights = hex(await sha256(decoder));
+  const weights = hexDigest(await sha256(decoder));
   await folder.writeBytes(path, await sealExplainGraph(build(decoder), key, weights));
   return checkedSession(model, await backend.createSession(folder, path, { weightsOnce: true }), path);
 }

@@ -8,6 +8,7 @@
  * under this key, or a truncated file is rebuilt instead of loaded.
  */
 import protobuf from 'protobufjs/light.js';
+import { hexDigest, sha256 } from './digest.js';
 
 const RECORD_KEY = 'dexar.explain-graph';
 const METADATA_PROPS = 14;
@@ -23,17 +24,12 @@ interface CacheRecord {
   weights?: string;
 }
 
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
 /**
  * The model bytes followed by their record: what `openExplainGraph` writes to the cache.
  * `weights`: the decoder file's SHA-256 (hex), for a graph that holds copies of its weights.
  */
 export async function sealExplainGraph(model: Uint8Array, key: string, weights?: string): Promise<Uint8Array> {
-  const record: CacheRecord = { key, sha256: await sha256Hex(model), ...(weights ? { weights } : {}) };
+  const record: CacheRecord = { key, sha256: hexDigest(await sha256(model)), ...(weights ? { weights } : {}) };
   const entry = protobuf.Writer.create()
     .uint32((METADATA_PROPS << 3) | LENGTH_DELIMITED)
     .fork()
@@ -88,7 +84,7 @@ export async function explainGraphRecord(
     return undefined; // not a protobuf message, or a truncated one
   }
   if (!found || found.record.key !== key) return undefined;
-  if (found.record.sha256 !== (await sha256Hex(bytes.subarray(0, found.start)))) return undefined;
+  if (found.record.sha256 !== hexDigest(await sha256(bytes.subarray(0, found.start)))) return undefined;
   const { weights } = found.record;
   return typeof weights === 'string' ? { weights } : {};
 }

@@ -7,6 +7,7 @@
 export { buildGradient, type GradientRequest } from './autodiff/gradient.js';
 export { ruleFor, supportedOps, VJP_RULES, type VjpContext, type VjpRule } from './autodiff/rules.js';
 export { explainGraphRecord, sealExplainGraph } from './cache-record.js';
+export { hexDigest, sha256 } from './digest.js';
 export {
   AutodiffError,
   ExternalDataError,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEFAULT_OPTIONS, DexarError, layersUsed } from '@dexar/core';
+import { DEFAULT_OPTIONS, DexarError, type Explanation, layersUsed } from '@dexar/core';
 import type { ProgressCallback } from '@dexar/core/adapter';
 import { IMAGE_LIMITS, type Variant } from '@dexar/core/runtime';
 import { explainMethod } from '@dexar/eval';
@@ -61,6 +61,11 @@ function disconnection(res: ServerResponse): AbortSignal {
   return controller.signal;
 }
 
+/** An explanation as the server sends it: the model's family, never where it lies on the server's disk. */
+function withoutServerPath(explanation: Explanation): Explanation {
+  return explanation.model ? { ...explanation, model: { family: explanation.model.family } } : explanation;
+}
+
 /**
  * The server of `dexar serve` (node:http: a handful of routes need no framework): the demo's
  * interface and the HTTP API over one model, requests queued behind it.
@@ -104,7 +109,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         const decoded = await loadImage(image);
         for await (const event of explainMethod(model, decoded, request)) {
           if (signal.aborted) return; // leaving the loop ends the model's stream: a gone client stops its work
-          if (event.kind === 'result' && !events) json(res, 200, event.explanation);
+          if (event.kind === 'result' && !events) json(res, 200, withoutServerPath(event.explanation));
           else if (events) stream.send(event);
         }
       } catch (error) {
@@ -249,7 +254,7 @@ class EventStream {
 
   send(event: StreamEvent) {
     this.start();
-    this.write(event.kind, event.kind === 'token' ? event : event.explanation);
+    this.write(event.kind, event.kind === 'token' ? event : withoutServerPath(event.explanation));
   }
 
   fail(error: unknown) {

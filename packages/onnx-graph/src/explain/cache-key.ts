@@ -1,3 +1,4 @@
+import { hexDigest, sha256 } from '../digest.js';
 import type { ExplainOptions } from './explain.js';
 
 /**
@@ -6,25 +7,13 @@ import type { ExplainOptions } from './explain.js';
  */
 export const EXPLAIN_GRAPH_VERSION = 9;
 
-interface SubtleLike {
-  digest(algorithm: string, data: Uint8Array): Promise<ArrayBuffer>;
-}
-
-function subtle(): SubtleLike {
-  const c = (globalThis as { crypto?: { subtle?: SubtleLike } }).crypto;
-  if (!c?.subtle) {
-    throw new Error('Web Crypto (globalThis.crypto.subtle) is not available; use Node 20+ or a secure browser context');
-  }
-  return c.subtle;
-}
-
 /**
  * A stable cache key for the explain graph of a source decoder: SHA-256 (Web Crypto) over the SHA-256 of
  * the source graph bytes, the normalised options and the construction version, as 64 hex characters. The
  * weights are not hashed when they are external data (the explain graph references the same files).
  */
 export async function explainCacheKey(sourceBytes: Uint8Array, options: ExplainOptions): Promise<string> {
-  return explainCacheKeyFromDigest(new Uint8Array(await subtle().digest('SHA-256', sourceBytes)), options);
+  return explainCacheKeyFromDigest(await sha256(sourceBytes), options);
 }
 
 /**
@@ -46,6 +35,5 @@ export async function explainCacheKeyFromDigest(sourceSha256: Uint8Array, option
   const data = new Uint8Array(source.byteLength + tail.byteLength);
   data.set(source, 0);
   data.set(tail, source.byteLength);
-  const digest = new Uint8Array(await subtle().digest('SHA-256', data));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  return hexDigest(await sha256(data));
 }

@@ -8,7 +8,7 @@ import { addGraphInput, addGraphOutput, cloneNodes, mergeUnderIf, pruneUnread, s
 import { fuseDynamicQuantizeMatMul } from '../graph/quantized-matmul.js';
 import { quantizedHeadRows } from '../graph/quantized-weights.js';
 import { validateGraph } from '../graph/validate.js';
-import { assertUnfusedAttention, type DecoderHooks, findDecoderHooks } from '../hooks/hooks.js';
+import { assertUnfusedAttention, type DecoderHooks, decoderHooks } from '../hooks/hooks.js';
 import { type OnnxModel, readModel, writeModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
 import { DataType, type NodeProto } from '../proto/types.js';
@@ -178,9 +178,11 @@ function explainPlainDecoder(model: OnnxModel, options: ExplainOptions, forwardR
   // fused attention: expanded to find the layers, kept fused in the layers not explained
   assertUnfusedAttention(model, isExpandable);
   fuseDynamicQuantizeMatMul(model);
-  validateGraph(model);
+  const validated = validateGraph(model);
   const expansions = expandFusedAttention(model);
-  const hooks = findDecoderHooks(model, { attention: options?.attention });
+  // the expansion's own nodes are checked like the exporter's
+  const shapes = expansions.length > 0 ? validateGraph(model) : validated;
+  const hooks = decoderHooks(model, { attention: options?.attention }, shapes);
   validate(options, hooks.layers.length);
   const explained = new Set(options.layers.map((l) => hooks.layers[l]?.softmaxNode));
   restoreFusedAttention(

@@ -167,8 +167,11 @@ export function checkUniqueDefinitions(model: OnnxModel): void {
   }
 }
 
-/** Throws the first problem of `model`'s main graph (see the module comment); returns quietly when there is none. */
-export function validateGraph(model: OnnxModel): void {
+/**
+ * Throws the first problem of `model`'s main graph (see the module comment). Returns the shape
+ * inference the checks ran, for a caller that goes on with the graph as it is.
+ */
+export function validateGraph(model: OnnxModel): ShapeInference {
   const g = model.graph;
   for (const t of g.proto.initializer ?? []) checkTensor(t, 'initializer');
   checkUniqueDefinitions(model);
@@ -194,4 +197,5 @@ export function validateGraph(model: OnnxModel): void {
     const rank = n.input?.[0] ? shapes.rank(n.input[0]) : undefined;
     if (rank !== undefined) checkAttributesAgainstRank(n, rank);
   }
+  return shapes;
 }

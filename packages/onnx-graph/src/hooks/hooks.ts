@@ -3,7 +3,7 @@ import { attrFloat, attrInt, attrInts } from '../graph/attributes.js';
 import { dominatorChain } from '../graph/dominators.js';
 import { type Graph, nodeInputs } from '../graph/graph.js';
 import { bnb4Layout, nBitsLayout, QUANTIZED_HEADS } from '../graph/quantized-weights.js';
-import { ShapeInference } from '../graph/shapes.js';
+import type { ShapeInference } from '../graph/shapes.js';
 import { validateGraph } from '../graph/validate.js';
 import type { OnnxModel } from '../model.js';
 import { tensorDims } from '../proto/tensor.js';
@@ -431,9 +431,13 @@ function quantizedHeadWeight(g: Graph, head: NodeProto): HeadWeight {
  */
 export function findDecoderHooks(model: OnnxModel, options: FindHooksOptions): DecoderHooks {
   assertUnfusedAttention(model);
-  validateGraph(model);
+  return decoderHooks(model, options, validateGraph(model));
+}
+
+/** `findDecoderHooks` on a graph `validateGraph` passed as it is now, with the inference it returned. */
+export function decoderHooks(model: OnnxModel, options: FindHooksOptions, shapes: ShapeInference): DecoderHooks {
+  assertUnfusedAttention(model);
   const g = model.graph;
-  const shapes = new ShapeInference(g, model.opsetVersion() ?? 17);
   const matches = findAttentionSoftmaxes(model);
   if (matches.length === 0) {
     const softmax = g.nodes.find((n) => n.opType === 'Softmax');

@@ -58,6 +58,23 @@ const open = async (model: string, variant: Variant = 'fp32') =>
     folder: await openModelFolder(`${zoo}/models/${model}`, variant),
   });
 
+/** A variant's reference case, and the fp32 model's, as the zoo generator wrote them. */
+const variantReferences = (model: string, reference: string) => ({
+  family: manifest.models[model]?.family ?? '',
+  ref: referenceCases(reference, `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] },
+  full: referenceCases(model, `${zoo}/references`)[0] as ReferenceCase,
+});
+
+/** An Explainer on the model's variant for the enclosing block: opened before its tests, released after them. */
+function explainerFor(model: string, variant: Variant): { current: Explainer } {
+  const held = {} as { current: Explainer };
+  beforeAll(async () => {
+    held.current = await open(model, variant);
+  });
+  afterAll(() => held.current?.release());
+  return held;
+}
+
 /** An explanation in the reference's field names, so `expectMatchesReference` holds one explanation to another. */
 const asReference = (e: Explanation) => ({
   per_token_heatmaps: e.perTokenHeatmaps,
@@ -276,23 +293,17 @@ async function expectRowsWithinDerivedBound(
 }
 
 describe.each(fp16Models)('%s, fp16 variant', (model) => {
-  const family = manifest.models[model]?.family ?? '';
-  const half = referenceCases('fp16', `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
-  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
-  let explainer: Explainer;
-  beforeAll(async () => {
-    explainer = await open(model, 'fp16');
-  });
-  afterAll(() => explainer?.release());
+  const { family, ref: half, full } = variantReferences(model, 'fp16');
+  const explainer = explainerFor(model, 'fp16');
 
   it('official, layerIndex 0: gradient and attention rows within the derived fp16 bound of the fp16-weights reference', () =>
-    expectRowsWithinDerivedBound(explainer, model, family, 'fp16', half));
+    expectRowsWithinDerivedBound(explainer.current, model, family, 'fp16', half));
 
   it.each(referenceSettings)(
     '%s, layerIndex %i: every token map points where the fp16-weights reference points (agreement with fp32 reported)',
     async (compat, layerIndex) => {
       const image = await caseImage(half);
-      const got = await explainer.explain(image, {
+      const got = await explainer.current.explain(image, {
         prompt: half.prompt,
         targetIds: half.target_ids,
         compat,
@@ -306,7 +317,10 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
   );
 
   it('generates the greedy tokens of the fp16 weights', async () => {
-    const generation = await explainer.generate(await caseImage(half), { prompt: half.prompt, maxNewTokens: 5 });
+    const generation = await explainer.current.generate(await caseImage(half), {
+      prompt: half.prompt,
+      maxNewTokens: 5,
+    });
     expect(generation.tokenIds).toEqual(half.greedy_ids);
   });
 });
@@ -317,19 +331,14 @@ describe.each(fp16Models)('%s, fp16 variant', (model) => {
  * reference on the dequantised weights: the explanation equals it within 1e-4.
  */
 describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => {
-  const ref = referenceCases(variant, `${zoo}/references/${model}`)[0] as ReferenceCase & { greedy_ids: number[] };
-  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
-  let explainer: Explainer;
-  beforeAll(async () => {
-    explainer = await open(model, variant);
-  });
-  afterAll(() => explainer?.release());
+  const { ref, full } = variantReferences(model, variant);
+  const explainer = explainerFor(model, variant);
 
   it.each(referenceSettings)(
     '%s, layerIndex %i: within 1e-4 of the dequantised-weights reference (agreement with fp32 reported)',
     async (compat, layerIndex) => {
       const image = await caseImage(ref);
-      const got = await explainer.explain(image, {
+      const got = await explainer.current.explain(image, {
         prompt: ref.prompt,
         targetIds: ref.target_ids,
         compat,
@@ -358,7 +367,7 @@ describe.each(variantsOf(['q4', 'bnb4']))('%s, %s variant', (model, variant) => 
   );
 
   it('generates the greedy tokens of the dequantised weights', async () => {
-    const generation = await explainer.generate(await caseImage(ref), { prompt: ref.prompt, maxNewTokens: 5 });
+    const generation = await explainer.current.generate(await caseImage(ref), { prompt: ref.prompt, maxNewTokens: 5 });
     expect(generation.tokenIds).toEqual(ref.greedy_ids);
   });
 });
@@ -425,24 +434,16 @@ describe('a quantized LM head', () => {
 const U8 = 1 / 255;
 
 describe.each(variantsOf(['quantized']))('%s, %s (q8) variant', (model) => {
-  const family = manifest.models[model]?.family ?? '';
-  const ref = referenceCases('quantized', `${zoo}/references/${model}`)[0] as ReferenceCase & {
-    greedy_ids: number[];
-  };
-  const full = referenceCases(model, `${zoo}/references`)[0] as ReferenceCase;
-  let explainer: Explainer;
-  beforeAll(async () => {
-    explainer = await open(model, 'q8');
-  });
-  afterAll(() => explainer?.release());
+  const { family, ref, full } = variantReferences(model, 'quantized');
+  const explainer = explainerFor(model, 'q8');
 
   it('official, layerIndex 0: gradient and attention rows within the derived q8 bound of the dequantised-weights reference', () =>
-    expectRowsWithinDerivedBound(explainer, model, family, 'quantized', ref));
+    expectRowsWithinDerivedBound(explainer.current, model, family, 'quantized', ref));
 
   it.each(referenceSettings)(
     '%s, layerIndex %i: agreement of the maps with the dequantised-weights reference and the fp32 model (reported)',
     async (compat, layerIndex) => {
-      const got = await explainer.explain(await caseImage(ref), {
+      const got = await explainer.current.explain(await caseImage(ref), {
         prompt: ref.prompt,
         targetIds: ref.target_ids,
         compat,

@@ -8,7 +8,7 @@ import { DexarError, type DexarOptions, layersUsed } from '@dexar/core';
 import type { ExplainRows, FamilyModel, ModelAdapter, PreparedInput, ProgressCallback } from '@dexar/core/adapter';
 import type { Backend, ModelFolder } from '@dexar/core/runtime';
 import { graphDigest, openExplainGraph, openFamilyModel, readDecoderStructure } from '@dexar/explain';
-import { explainCacheKeyFromDigest } from '@dexar/onnx-graph';
+import { explainCacheKeyFromDigest, sha256 } from '@dexar/onnx-graph';
 
 export interface EvalModel {
   readonly model: FamilyModel;
@@ -59,8 +59,7 @@ export async function openEvalModel(options: {
   const tagged = new Uint8Array(configBytes.length + digest.length);
   tagged.set(configBytes, 0);
   tagged.set(digest, configBytes.length);
-  const taggedDigest = new Uint8Array(await crypto.subtle.digest('SHA-256', tagged as Uint8Array<ArrayBuffer>));
-  const identity = await explainCacheKeyFromDigest(taggedDigest, {
+  const identity = await explainCacheKeyFromDigest(await sha256(tagged), {
     layers,
     compat: dexar.compat,
     attention: model.decoder.attention,

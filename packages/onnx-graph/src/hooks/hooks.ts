@@ -434,9 +434,11 @@ export function findDecoderHooks(model: OnnxModel, options: FindHooksOptions): D
   return decoderHooks(model, options, validateGraph(model));
 }
 
-/** `findDecoderHooks` on a graph `validateGraph` passed as it is now, with the inference it returned. */
+/**
+ * `findDecoderHooks` on a graph `assertUnfusedAttention` and `validateGraph` passed as it is now, with
+ * the inference `validateGraph` returned.
+ */
 export function decoderHooks(model: OnnxModel, options: FindHooksOptions, shapes: ShapeInference): DecoderHooks {
-  assertUnfusedAttention(model);
   const g = model.graph;
   const matches = findAttentionSoftmaxes(model);
   if (matches.length === 0) {
